@@ -1,0 +1,1 @@
+//! The DSL compiler for `proxy-runtime` (arrives with the DSL issue).

@@ -1,0 +1,171 @@
+//! Buffered I/O for one HTTP/1.x connection: a read buffer that is only allocated while
+//! there is something to read, and a write queue that gathers small pieces (heads, chunk
+//! framing, short payloads) into one buffer and sends large payloads as their own slices,
+//! all in a single vectored write.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
+
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+use crate::protocols::Stream;
+
+/// Minimum free space in the read buffer before a read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest read while streaming a body of known remaining size.
+const MAX_BODY_READ: usize = 64 * 1024;
+/// The most slices handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// A connection with its read buffer and write queue.
+#[derive(Debug)]
+pub struct ConnIo {
+    /// The transport.
+    pub stream: Stream,
+    /// Bytes read but not yet consumed.
+    pub rbuf: BytesMut,
+    /// Small pieces waiting to be written (appended in order).
+    small: BytesMut,
+    /// Pieces waiting to be written, oldest first; `small` logically follows them.
+    queue: VecDeque<Bytes>,
+    /// The peer has closed its side (a read returned 0).
+    pub eof: bool,
+}
+
+impl ConnIo {
+    /// Wrap a connected stream; no buffer is allocated until bytes arrive.
+    pub fn new(stream: Stream) -> Self {
+        ConnIo {
+            stream,
+            rbuf: BytesMut::new(),
+            small: BytesMut::new(),
+            queue: VecDeque::new(),
+            eof: false,
+        }
+    }
+
+    /// Read once into the read buffer. Cancel-safe. Returns the number of bytes read;
+    /// 0 means the peer closed (and sets [`ConnIo::eof`]).
+    ///
+    /// `want` hints how many bytes the caller expects (e.g. the rest of a body), so large
+    /// bodies are read in large pieces.
+    pub async fn fill(&mut self, want: Option<u64>) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_fill(cx, want)).await
+    }
+
+    /// Poll form of [`ConnIo::fill`].
+    pub fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: Option<u64>,
+    ) -> Poll<io::Result<usize>> {
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        let target = match want {
+            Some(n) => (n as usize).clamp(READ_CHUNK, MAX_BODY_READ),
+            None => READ_CHUNK,
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < target / 2 {
+            self.rbuf.reserve(target);
+        }
+        // `read_buf` fills the spare capacity and advances the length (tokio does the
+        // uninitialized-memory bookkeeping); creating the future per poll is free.
+        let read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf));
+        match read.poll(cx) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            other => other,
+        }
+    }
+
+    /// Queue bytes that are small enough to copy (heads, framing).
+    pub fn small_buf(&mut self) -> &mut BytesMut {
+        &mut self.small
+    }
+
+    /// Queue a large payload as its own slice, after everything queued so far.
+    pub fn push_large(&mut self, data: Bytes) {
+        if !self.small.is_empty() {
+            self.queue.push_back(self.small.split().freeze());
+        }
+        self.queue.push_back(data);
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn pending_write(&self) -> usize {
+        self.small.len() + self.queue.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Write out everything queued (one vectored write per round). Cancel-safe.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_flush_queue(cx)).await
+    }
+
+    /// Poll form of [`ConnIo::flush`]: `Ready(Ok)` once the queue is empty.
+    pub fn poll_flush_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.small.is_empty() {
+            self.queue.push_back(self.small.split().freeze());
+        }
+        while !self.queue.is_empty() {
+            let n = {
+                let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, b) in slices.iter_mut().zip(self.queue.iter()) {
+                    *slot = io::IoSlice::new(b);
+                    count += 1;
+                }
+                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            };
+            self.consume_written(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn consume_written(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Give back buffer memory while the connection waits idle.
+    pub fn release_buffers(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.small.is_empty() && self.queue.is_empty() {
+            self.small = BytesMut::new();
+            self.queue = VecDeque::new();
+        }
+    }
+
+    /// Shut down the write side after flushing (a clean close for close-delimited bodies).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await
+    }
+}

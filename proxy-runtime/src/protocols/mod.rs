@@ -1,0 +1,173 @@
+//! Transports and wire protocols.
+//!
+//! [`Stream`] is a connected byte stream of any transport we speak (TCP, Unix domain
+//! sockets; TLS joins later), dispatched by enum rather than by trait object so the hot
+//! read/write path has no virtual calls. [`h1`] is the HTTP/1.x codec on `httparse`.
+
+pub mod h1;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// A socket address of either family: IP or Unix domain path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SocketAddress {
+    /// An IPv4/IPv6 address and port.
+    Inet(std::net::SocketAddr),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketAddress::Inet(a) => write!(f, "{a}"),
+            SocketAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl SocketAddress {
+    /// The IP socket address, if this is one.
+    pub fn as_inet(&self) -> Option<&std::net::SocketAddr> {
+        match self {
+            SocketAddress::Inet(a) => Some(a),
+            SocketAddress::Unix(_) => None,
+        }
+    }
+}
+
+/// A connected byte stream: the one type the codecs read from and write to.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix domain socket connection.
+    Unix(UnixStream),
+}
+
+/// What an idle connection looks like when checked without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleState {
+    /// Nothing to read and still open: fit for reuse.
+    Quiet,
+    /// The peer closed it or it failed.
+    Closed,
+    /// The peer sent bytes nobody asked for: the framing is in doubt.
+    StrayBytes,
+}
+
+impl Stream {
+    /// Disable Nagle's algorithm (TCP only; a no-op elsewhere).
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The remote address, when the transport has one.
+    pub fn peer_addr(&self) -> Option<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.peer_addr().ok().and_then(|a| {
+                a.as_pathname()
+                    .map(|p| SocketAddress::Unix(p.to_path_buf()))
+            }),
+        }
+    }
+
+    /// The local address, when the transport has one.
+    pub fn local_addr(&self) -> Option<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.local_addr().ok().and_then(|a| {
+                a.as_pathname()
+                    .map(|p| SocketAddress::Unix(p.to_path_buf()))
+            }),
+        }
+    }
+
+    /// Wait until the stream has something to read (or is closed) without reading it,
+    /// so an idle connection does not need a read buffer while it waits.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    /// Check an idle connection without blocking: closed, stray bytes, or quiet.
+    pub fn idle_state(&mut self) -> IdleState {
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(self).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => IdleState::Quiet,
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => IdleState::Closed,
+            Poll::Ready(Ok(())) => IdleState::StrayBytes,
+            Poll::Ready(Err(_)) => IdleState::Closed,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

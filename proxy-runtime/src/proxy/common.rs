@@ -1,0 +1,220 @@
+//! What every proxy loop shares: the order of the phases, the retry loop, failure
+//! handling and logging, and the hop-by-hop header rules.
+//!
+//! A phase is called from here once; protocol loops only implement the exchange with
+//! one upstream connection (see `h1.rs`).
+
+use http::{HeaderName, header};
+
+use super::HttpProxy;
+use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
+use crate::http::case_map::CaseMap;
+use crate::protocols::h1::io::ConnIo;
+use crate::proxy_trait::ProxyHttp;
+use crate::server::ShutdownWatch;
+use crate::session::{Downstream, Session};
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// Run one request through every phase; the client connection comes back if it can
+    /// carry another request.
+    pub(crate) async fn process_request(
+        &self,
+        mut session: Session,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ConnIo> {
+        let mut ctx = self.inner.new_ctx();
+        let error = self.run_phases(&mut session, &mut ctx).await.err();
+        if let Some(e) = &error {
+            let fail = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            if !fail.can_reuse_downstream {
+                session.set_keepalive_off();
+            }
+            if !self.inner.suppress_error_log(&session, &ctx, e) {
+                tracing::error!(
+                    status = fail.error_code,
+                    tries = session.upstream_tries(),
+                    "{e}, {}",
+                    self.inner.request_summary(&session, &ctx)
+                );
+            }
+        }
+        self.inner
+            .logging(&mut session, error.as_deref(), &mut ctx)
+            .await;
+        if shutdown.is_shutting_down() {
+            session.set_keepalive_off();
+        }
+        match session.downstream {
+            Downstream::H1(h1) => h1.finish().await,
+        }
+    }
+
+    /// The request phases, then the upstream with retries.
+    async fn run_phases(&self, session: &mut Session, ctx: &mut P::CTX) -> Result<()> {
+        self.inner.early_request_filter(session, ctx).await?;
+        session.run_module_request_filters()?;
+        if self.inner.request_filter(session, ctx).await? {
+            return complete_local_response(session, "request_filter").await;
+        }
+        // The cache phases (request_cache_filter, cache_key_callback, lookup) go here.
+        if !self.inner.proxy_upstream_filter(session, ctx).await? {
+            if session.response_written().is_none() {
+                session.respond_error(502).await?;
+                return Ok(());
+            }
+            return complete_local_response(session, "proxy_upstream_filter").await;
+        }
+        self.proxy_with_retries(session, ctx).await
+    }
+
+    /// `upstream_peer` → connect → exchange, again while the failure is retryable, the
+    /// body can be replayed, nothing was sent to the client, and tries remain.
+    async fn proxy_with_retries(&self, session: &mut Session, ctx: &mut P::CTX) -> Result<()> {
+        let max_tries = self.opts.max_retries + 1;
+        loop {
+            let attempt = session.next_try();
+            let peer = self.inner.upstream_peer(session, ctx).await?;
+            let (stream, reused) = match self.connector.get(&peer).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = self.inner.fail_to_connect(session, &peer, ctx, e);
+                    if e.retryable(false) && attempt < max_tries && session.body_replayable() {
+                        tracing::debug!(%peer, attempt, "{e}; trying again");
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            self.inner
+                .connected_to_upstream(session, reused, &peer, ctx)
+                .await?;
+            let e = match self
+                .proxy_to_h1_upstream(session, stream, reused, &peer, ctx)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => self.inner.error_while_proxy(&peer, session, e, ctx, reused),
+            };
+            let may_retry = e.retryable(reused)
+                && attempt < max_tries
+                && session.response_written().is_none()
+                && session.body_replayable();
+            if !may_retry {
+                return Err(e);
+            }
+            tracing::debug!(%peer, attempt, reused, "{e}; trying again");
+        }
+    }
+}
+
+/// After a phase said it answered: make sure the response really is complete.
+async fn complete_local_response(session: &mut Session, phase: &str) -> Result<()> {
+    if session.response_written().is_none() {
+        return Err(Error::explain(
+            ErrorKind::Internal,
+            ErrorSource::Internal,
+            format!("{phase} returned true without sending a response"),
+        ));
+    }
+    session.h1_mut().finish_response(None).await
+}
+
+/// An upstream failure that happened before any response byte, on a connection the
+/// origin may have closed while it was pooled: safe to retry only if the request is
+/// idempotent or the write itself failed (so the origin cannot have acted on it).
+pub(crate) fn refine_retry(e: Box<Error>, method: &http::Method, write_failed: bool) -> Box<Error> {
+    if e.retry == RetryType::ReusedOnly && !write_failed && !method.is_idempotent() {
+        e.with_retry(RetryType::Decided(false))
+    } else {
+        e
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross a proxy.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove hop-by-hop headers and every header the `Connection` header names. With
+/// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
+/// set to `upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .values()
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .collect();
+    for name in listed {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && name == "upgrade" {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        // Both names are constants; this cannot fail.
+        let _ = headers.insert(header::CONNECTION, "upgrade");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::RequestHeader;
+    use http::{Method, Version};
+
+    #[test]
+    fn hop_by_hop_and_listed_headers_are_removed() {
+        let mut req = RequestHeader::build(Method::GET, "/", Version::HTTP_11).unwrap();
+        for (n, v) in [
+            ("Host", "a"),
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Upgrade", "websocket"),
+            ("X-Kept", "2"),
+        ] {
+            req.append_header(n, v).unwrap();
+        }
+        strip_hop_by_hop(req.headers_mut_raw(), false);
+        let names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn websocket_handshake_keeps_upgrade() {
+        let mut req = RequestHeader::build(Method::GET, "/", Version::HTTP_11).unwrap();
+        req.append_header("Connection", "Upgrade").unwrap();
+        req.append_header("Upgrade", "websocket").unwrap();
+        strip_hop_by_hop(req.headers_mut_raw(), true);
+        assert_eq!(req.header_str("upgrade"), Some("websocket"));
+        assert_eq!(req.header_str("connection"), Some("upgrade"));
+    }
+
+    #[test]
+    fn retry_on_reused_connection_only_when_safe() {
+        let e = || {
+            Error::new(ErrorKind::ConnectionClosed, ErrorSource::Upstream)
+                .with_retry(RetryType::ReusedOnly)
+        };
+        assert!(refine_retry(e(), &Method::GET, false).retryable(true));
+        assert!(!refine_retry(e(), &Method::POST, false).retryable(true));
+        assert!(refine_retry(e(), &Method::POST, true).retryable(true));
+        assert!(!refine_retry(e(), &Method::GET, false).retryable(false));
+    }
+}

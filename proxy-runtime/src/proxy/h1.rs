@@ -1,0 +1,315 @@
+//! One request exchanged with an HTTP/1.x origin: the request head and body go up while
+//! the response comes down, in one task, each direction streaming. Upgrades (e.g.
+//! WebSocket) become a raw two-way tunnel after — and only after — the origin's `101`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Version, header};
+use tokio::time::timeout;
+
+use super::HttpProxy;
+use super::common::{refine_retry, strip_hop_by_hop};
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::protocols::Stream;
+use crate::protocols::h1::BodyFraming;
+use crate::protocols::h1::client::{ClientSession, UpstreamEvent};
+use crate::protocols::h1::io::ConnIo;
+use crate::proxy_trait::ProxyHttp;
+use crate::session::{Session, body_not_replayable};
+use crate::upstream::HttpPeer;
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// Send the session's request to an HTTP/1.x origin over `stream` and relay the
+    /// response. Errors carry the retry decision for the caller.
+    pub(super) async fn proxy_to_h1_upstream(
+        &self,
+        session: &mut Session,
+        stream: Stream,
+        reused: bool,
+        peer: &HttpPeer,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        if !session.body_replayable() {
+            return Err(body_not_replayable());
+        }
+        let mut client = ClientSession::new(stream, self.opts.upstream_head, reused);
+        let upgrade = session.is_upgrade_request();
+
+        let mut req = session.req_header().clone();
+        strip_hop_by_hop(req.headers_mut_raw(), upgrade);
+        req.version = Version::HTTP_11;
+        if req.header(header::HOST).is_none() {
+            req.insert_header(header::HOST, peer.default_host())?;
+        }
+        self.inner
+            .upstream_request_filter(session, &mut req, ctx)
+            .await?;
+        let framing = upstream_request_framing(session, &mut req)?;
+        client.write_request_header(&req, framing);
+        let method = req.method.clone();
+        drop(req);
+
+        // Body bytes already read (by a phase, or by a failed attempt) go first.
+        let replay: Vec<Bytes> = session.body_read_so_far().to_vec();
+        let body_done = session.is_body_done();
+        let mut req_done = framing.is_empty();
+        if !req_done {
+            let last = replay.len();
+            for (i, chunk) in replay.into_iter().enumerate() {
+                let eos = body_done && i + 1 == last;
+                self.send_body_piece(session, &mut client, Some(chunk), eos, ctx)
+                    .await?;
+                req_done = eos;
+            }
+            if body_done && !req_done {
+                self.send_body_piece(session, &mut client, None, true, ctx)
+                    .await?;
+                req_done = true;
+            }
+        }
+
+        let read_timeout = peer.options.read_timeout;
+        let write_timeout = peer.options.write_timeout;
+        let mut trailers: Option<HeaderMap> = None;
+        loop {
+            let event = match client.try_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => {
+                    // About to wait: everything produced so far goes to the client first.
+                    session.flush().await?;
+                    let reading_client = !req_done && client.pending_write() == 0;
+                    let limit = if client.pending_write() > 0 {
+                        Some((write_timeout, ErrorKind::WriteTimedout))
+                    } else if reading_client {
+                        None // the client's body read timeout applies instead
+                    } else {
+                        Some((read_timeout, ErrorKind::ReadTimedout))
+                    };
+                    tokio::select! {
+                        biased;
+                        ev = next_event_within(&mut client, limit) => {
+                            match ev {
+                                Ok(ev) => ev,
+                                Err(e) => {
+                                    return Err(refine_retry(e, &method, client.write_failed()));
+                                }
+                            }
+                        }
+                        chunk = session.read_body_for_proxy(), if reading_client => {
+                            let chunk = chunk?;
+                            let eos = chunk.is_none() || session.is_body_done();
+                            self.send_body_piece(session, &mut client, chunk, eos, ctx).await?;
+                            req_done = eos;
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => return Err(refine_retry(e, &method, client.write_failed())),
+            };
+            match event {
+                UpstreamEvent::Drained => {}
+                UpstreamEvent::Head(parsed) => {
+                    let mut resp = parsed.header;
+                    let status = resp.status.as_u16();
+                    if status == 101 {
+                        if !upgrade {
+                            return Err(Error::explain(
+                                ErrorKind::InvalidUpstreamResponse,
+                                ErrorSource::Upstream,
+                                "101 Switching Protocols to a request that did not ask to upgrade",
+                            ));
+                        }
+                        strip_hop_by_hop(resp.headers_mut_raw(), true);
+                        self.inner
+                            .upstream_response_filter(session, &mut resp, ctx)
+                            .await?;
+                        self.inner.response_filter(session, &mut resp, ctx).await?;
+                        session.write_response_header(resp, false).await?;
+                        session.flush().await?;
+                        tunnel(
+                            session.h1_mut().io_mut(),
+                            client.into_io(),
+                            self.opts.tunnel_idle_timeout,
+                        )
+                        .await;
+                        return Ok(());
+                    }
+                    strip_hop_by_hop(resp.headers_mut_raw(), false);
+                    if (100..200).contains(&status) {
+                        // Interim response: relay it and keep waiting for the final one.
+                        session.write_response_header(resp, false).await?;
+                        session.flush().await?;
+                        continue;
+                    }
+                    self.inner
+                        .upstream_response_filter(session, &mut resp, ctx)
+                        .await?;
+                    self.inner.response_filter(session, &mut resp, ctx).await?;
+                    session.write_response_header(resp, false).await?;
+                }
+                UpstreamEvent::Body(data) => {
+                    let mut body = Some(data);
+                    self.inner
+                        .upstream_response_body_filter(session, &mut body, false, ctx)?;
+                    let delay = self
+                        .inner
+                        .response_body_filter(session, &mut body, false, ctx)?;
+                    if body.is_some() {
+                        session.write_response_body(body, false).await?;
+                    }
+                    Session::pace(delay).await;
+                }
+                UpstreamEvent::Trailers(mut t) => {
+                    self.inner
+                        .upstream_response_trailer_filter(session, &mut t, ctx)?;
+                    self.inner
+                        .response_trailer_filter(session, &mut t, ctx)
+                        .await?;
+                    trailers = Some(t);
+                }
+                UpstreamEvent::End => {
+                    let mut body = None;
+                    self.inner
+                        .upstream_response_body_filter(session, &mut body, true, ctx)?;
+                    let delay = self
+                        .inner
+                        .response_body_filter(session, &mut body, true, ctx)?;
+                    match trailers.take() {
+                        Some(t) => {
+                            if body.is_some() {
+                                session.write_response_body(body, false).await?;
+                            }
+                            session.write_response_trailers(t).await?;
+                        }
+                        None => session.write_response_body(body, true).await?,
+                    }
+                    Session::pace(delay).await;
+                    break;
+                }
+            }
+        }
+
+        if req_done {
+            if let Some(stream) = client.into_reusable() {
+                self.connector.release(peer, stream);
+            }
+        } else {
+            // The origin answered before the whole body was sent: neither connection
+            // can carry another request (the rest of the body is still on the wire).
+            session.set_keepalive_off();
+        }
+        Ok(())
+    }
+
+    /// One piece of request body through `request_body_filter` and onto the upstream.
+    async fn send_body_piece(
+        &self,
+        session: &mut Session,
+        client: &mut ClientSession,
+        chunk: Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        let mut body = chunk;
+        self.inner
+            .request_body_filter(session, &mut body, end_of_stream, ctx)
+            .await?;
+        if let Some(b) = body {
+            client.queue_body(b)?;
+        }
+        if end_of_stream {
+            client.finish_request(session.request_trailers())?;
+        }
+        Ok(())
+    }
+}
+
+/// How the request body is framed towards the origin. A `Content-Length` that still
+/// matches the client's body is kept; anything else (chunked from the client, or a
+/// length that a phase removed or changed) is sent chunked.
+fn upstream_request_framing(
+    session: &Session,
+    req: &mut crate::http::RequestHeader,
+) -> Result<BodyFraming> {
+    if session.is_body_empty() {
+        return Ok(BodyFraming::Empty);
+    }
+    let client_framing = session.h1_framing();
+    let declared = req
+        .header_str(header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (client_framing, declared) {
+        (BodyFraming::Length(n), Some(d)) if n == d => Ok(BodyFraming::Length(n)),
+        _ => {
+            req.remove_header(header::CONTENT_LENGTH);
+            req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+            Ok(BodyFraming::Chunked)
+        }
+    }
+}
+
+/// Wait for the next upstream event, within `limit` if given.
+async fn next_event_within(
+    client: &mut ClientSession,
+    limit: Option<(Duration, ErrorKind)>,
+) -> Result<UpstreamEvent> {
+    match limit {
+        None => client.next_event().await,
+        Some((d, kind)) => match timeout(d, client.next_event()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::explain(
+                kind,
+                ErrorSource::Upstream,
+                format!("no progress from upstream within {d:?}"),
+            )),
+        },
+    }
+}
+
+/// Relay raw bytes both ways until both sides closed or nothing moved for `idle`.
+async fn tunnel(down: &mut ConnIo, mut up: ConnIo, idle: Duration) {
+    // Bytes that arrived early on either side go first.
+    if !down.rbuf.is_empty() {
+        up.push_large(down.rbuf.split().freeze());
+    }
+    if !up.rbuf.is_empty() {
+        down.push_large(up.rbuf.split().freeze());
+    }
+    let mut down_open = !down.eof;
+    let mut up_open = !up.eof;
+    loop {
+        if up.flush().await.is_err() || down.flush().await.is_err() {
+            return;
+        }
+        if !down_open && !up_open {
+            return;
+        }
+        let step = timeout(idle, async {
+            tokio::select! {
+                n = down.fill(None), if down_open => (true, n),
+                n = up.fill(None), if up_open => (false, n),
+            }
+        })
+        .await;
+        let Ok((from_client, read)) = step else {
+            return; // idle
+        };
+        let (src, dst, open) = if from_client {
+            (&mut *down, &mut up, &mut down_open)
+        } else {
+            (&mut up, &mut *down, &mut up_open)
+        };
+        match read {
+            Ok(0) => {
+                *open = false;
+                // Half close: pass the FIN on, keep the other direction going.
+                if dst.shutdown().await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => dst.push_large(src.rbuf.split().freeze()),
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The proxy loops: from a client connection, through the phases, to an origin and back.
+//!
+//! - [`HttpProxy`] wraps a user's [`ProxyHttp`] with the engine's state (connector and
+//!   pool, options, modules) and serves client connections;
+//! - `common.rs` holds what every protocol shares: the phase order, the retry loop,
+//!   error handling and logging, hop-by-hop header rules;
+//! - `h1.rs` exchanges a request with an HTTP/1.x origin (and tunnels upgrades).
+
+mod common;
+mod h1;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::modules::HttpModules;
+use crate::protocols::Stream;
+use crate::protocols::h1::io::ConnIo;
+use crate::protocols::h1::server::{ReadOutcome, read_request};
+use crate::protocols::h1::{H1ServerOptions, HeadLimits};
+use crate::proxy_trait::ProxyHttp;
+use crate::server::ShutdownWatch;
+use crate::session::Session;
+use crate::upstream::{Connector, PoolOptions};
+
+/// Engine options of a proxy service (the client-side limits are in [`H1ServerOptions`]).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Attempts after the first one for retryable failures (default 2: three tries).
+    pub max_retries: u32,
+    /// Request body bytes kept to replay on a retry (default 64 KiB). A request with a
+    /// larger body is not retried once its body started to flow.
+    pub retry_buffer_limit: usize,
+    /// Limits on response heads from origins.
+    pub upstream_head: HeadLimits,
+    /// Idle timeout of an upgraded (e.g. WebSocket) connection.
+    pub tunnel_idle_timeout: Duration,
+    /// Size of the upstream connection pool.
+    pub pool: PoolOptions,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            max_retries: 2,
+            retry_buffer_limit: 64 * 1024,
+            upstream_head: HeadLimits::default(),
+            tunnel_idle_timeout: Duration::from_secs(300),
+            pool: PoolOptions::default(),
+        }
+    }
+}
+
+/// A user's proxy with the engine around it.
+#[derive(Debug)]
+pub struct HttpProxy<P> {
+    /// The user's phases.
+    pub inner: P,
+    pub(crate) connector: Connector,
+    pub(crate) opts: ProxyOptions,
+    pub(crate) downstream: Arc<H1ServerOptions>,
+    pub(crate) modules: HttpModules,
+}
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// Wrap `inner` with these options.
+    pub fn new(inner: P, opts: ProxyOptions, downstream: H1ServerOptions) -> Self {
+        let mut modules = HttpModules::default();
+        inner.init_downstream_modules(&mut modules);
+        HttpProxy {
+            connector: Connector::new(opts.pool),
+            inner,
+            opts,
+            downstream: Arc::new(downstream),
+            modules,
+        }
+    }
+
+    /// The upstream connector (and its pool).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Serve one client connection until it closes, request after request.
+    pub async fn serve_connection(self: Arc<Self>, stream: Stream, shutdown: ShutdownWatch) {
+        let client_addr = stream.peer_addr();
+        let server_addr = stream.local_addr();
+        let peer_label = client_addr
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string);
+        let mut io = ConnIo::new(stream);
+        let mut served = 0u64;
+        loop {
+            let outcome = tokio::select! {
+                biased;
+                outcome = read_request(io, &self.downstream, served, &peer_label) => outcome,
+                // Idle (or still sending a head) when shutdown starts: just close.
+                () = shutdown.wait() => return,
+            };
+            let h1 = match outcome {
+                ReadOutcome::Request(h1) => h1,
+                ReadOutcome::Closed => return,
+            };
+            let mut session = Session::new_h1(
+                h1,
+                client_addr.clone(),
+                server_addr.clone(),
+                self.opts.retry_buffer_limit,
+            );
+            session.modules = self.modules.build_ctx();
+            if shutdown.is_shutting_down() {
+                session.set_keepalive_off();
+            }
+            match self.process_request(session, &shutdown).await {
+                Some(next) if !shutdown.is_shutting_down() => {
+                    io = next;
+                    served += 1;
+                }
+                _ => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! [`ProxyHttp`]: the phases of a proxied request, as one trait.
+//!
+//! A proxy is a type implementing this trait. Only [`ProxyHttp::new_ctx`] and
+//! [`ProxyHttp::upstream_peer`] are required; every other phase has a default that does
+//! what a plain reverse proxy should. The phases are called in one order for every
+//! protocol (see `docs/src/phases.md` for the diagram):
+//!
+//! ```text
+//! early_request_filter → request_filter → [cache phases] → proxy_upstream_filter
+//!   → upstream_peer → connected_to_upstream | fail_to_connect (→ retry)
+//!   → upstream_request_filter → request_body_filter (per body piece)
+//!   → upstream_response_filter → response_filter
+//!   → upstream_response_body_filter → response_body_filter (per body piece)
+//!   → upstream_response_trailer_filter → response_trailer_filter
+//!   → [error_while_proxy (→ retry)] → [fail_to_proxy] → logging
+//! ```
+//!
+//! The asynchronous phases return `impl Future + Send` — written as plain `async fn` in
+//! an `impl` — so calling a phase costs no heap allocation.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::cache::{
+    CacheKey, CacheMeta, NoCacheReason, PurgeStatus, RangeType, RespCacheable, VarianceKey,
+};
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::http::{RequestHeader, ResponseHeader};
+use crate::modules::HttpModules;
+use crate::session::Session;
+use crate::upstream::HttpPeer;
+
+/// What [`ProxyHttp::fail_to_proxy`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailToProxy {
+    /// The status sent to the client (0: nothing was sent, e.g. the client is gone).
+    pub error_code: u16,
+    /// Whether the client connection may serve another request.
+    pub can_reuse_downstream: bool,
+}
+
+/// The status a client should see for `e` when nothing else decided.
+pub fn error_status(e: &Error) -> u16 {
+    match e.kind {
+        ErrorKind::HttpStatus(code) | ErrorKind::InvalidHttp(code) => code,
+        _ => match e.source {
+            ErrorSource::Upstream => {
+                if e.kind.is_timeout() {
+                    504
+                } else {
+                    502
+                }
+            }
+            ErrorSource::Downstream => match e.kind {
+                // The client is gone or stuck writing: nobody to answer.
+                ErrorKind::WriteError
+                | ErrorKind::ReadError
+                | ErrorKind::ConnectionClosed
+                | ErrorKind::WriteTimedout => 0,
+                ErrorKind::ReadTimedout => 408,
+                ErrorKind::BodyTooLarge => 413,
+                _ => 400,
+            },
+            ErrorSource::Internal => match e.kind {
+                ErrorKind::NoUpstream | ErrorKind::ConnectRefused | ErrorKind::ConnectError => 502,
+                ErrorKind::ConnectTimedout => 504,
+                _ => 500,
+            },
+        },
+    }
+}
+
+/// The phases of an HTTP proxy. See the [module docs](self) for the order.
+///
+/// ```
+/// use proxy_runtime::prelude::*;
+///
+/// struct Plain;
+///
+/// impl ProxyHttp for Plain {
+///     type CTX = ();
+///     fn new_ctx(&self) {}
+///
+///     async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut ()) -> Result<HttpPeer> {
+///         HttpPeer::new("127.0.0.1:8000", false, "")
+///     }
+///
+///     async fn request_filter(&self, s: &mut Session, _ctx: &mut ()) -> Result<bool> {
+///         if s.req_header().path().starts_with("/private") {
+///             s.respond_error(403).await?;
+///             return Ok(true); // answered: do not proxy
+///         }
+///         Ok(false)
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a proxy: it does not implement `ProxyHttp`",
+    note = "implement `ProxyHttp` by hand, or declare the proxy with `#[proxy]`"
+)]
+pub trait ProxyHttp: Send + Sync + 'static {
+    /// Per-request state shared by all phases of one request.
+    type CTX: Send + 'static;
+
+    /// A fresh context for a new request.
+    fn new_ctx(&self) -> Self::CTX;
+
+    /// Where to send this request. Called again for every retry.
+    fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<HttpPeer>> + Send;
+
+    /// Register downstream modules (once, when the service is built).
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// First phase after the request head is read, before downstream modules run.
+    fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Inspect or change the request, or answer it. `Ok(true)` means a response was
+    /// sent and the request is done; `Ok(false)` continues to the upstream.
+    fn request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Each piece of the request body on its way upstream (`None` with
+    /// `end_of_stream` at the end). Runs again on replays after a retry.
+    fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Last chance to decide not to proxy: `Ok(false)` stops, answering 502 unless a
+    /// response was already written.
+    fn proxy_upstream_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(true) }
+    }
+
+    /// Decide whether this request uses the cache (cache phase).
+    fn request_cache_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        Ok(())
+    }
+
+    /// The cache key of this request (cache phase). The default is scheme + authority +
+    /// path and query.
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
+        Ok(CacheKey::default_for(session.req_header(), false))
+    }
+
+    /// Called on a cache miss (cache phase).
+    fn cache_miss(&self, _session: &mut Session, _ctx: &mut Self::CTX) {}
+
+    /// Called on a cache hit; `Ok(true)` treats the hit as expired (cache phase).
+    fn cache_hit_filter(
+        &self,
+        _session: &Session,
+        _meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Whether and how to store this upstream response (cache phase).
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        _resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("default")))
+    }
+
+    /// The variance of a response (from its `Vary`), to store variants apart (cache phase).
+    fn cache_vary_filter(
+        &self,
+        _meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        _req: &RequestHeader,
+    ) -> Option<VarianceKey> {
+        None
+    }
+
+    /// Whether a cached response satisfies the client's conditional request (cache phase).
+    fn cache_not_modified_filter(
+        &self,
+        _session: &Session,
+        _resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// How to answer a `Range` request from a full response (cache phase).
+    fn range_header_filter(
+        &self,
+        _session: &Session,
+        _resp: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> RangeType {
+        RangeType::None
+    }
+
+    /// Change the request just before it is sent upstream (after hop-by-hop headers were
+    /// removed). Called for every attempt.
+    fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The upstream response head as received (hop-by-hop headers removed), before it
+    /// would be cached.
+    fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Each upstream response body piece as received, before it would be cached.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Upstream response trailers as received.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// The response head on its way to the client.
+    fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Each response body piece on its way to the client. A returned duration delays
+    /// the next piece (rate limiting).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// Response trailers on their way to the client.
+    fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// A connection to the upstream is ready (`reused`: it came from the pool).
+    fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Connecting failed. Return the error, possibly with a changed retry decision
+    /// (`e.retry`); a retryable error leads to another `upstream_peer` call.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// Proxying failed after connecting. Return the error, possibly with a changed
+    /// retry decision. `client_reused`: the upstream connection came from the pool.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        e.more_context(format_args!("peer: {peer}"))
+    }
+
+    /// The request failed: answer the client (if it can still be answered) and say
+    /// whether its connection may be reused. Default: 502 for upstream errors, 504 for
+    /// upstream timeouts, 400 for bad requests, 500 for internal errors.
+    fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = FailToProxy> + Send {
+        async move {
+            let code = if session.response_written().is_some() {
+                0 // too late for an error page; the connection is closed instead
+            } else {
+                error_status(e)
+            };
+            if code > 0 {
+                // Failing to send the error page changes nothing more.
+                let _ = session.respond_error(code).await;
+            }
+            FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            }
+        }
+    }
+
+    /// Whether to serve a stale cached response on this error (cache phase).
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        // Stale-while-revalidate (no error) is always fine; on errors, only upstream ones.
+        error.is_none_or(|e| e.source == ErrorSource::Upstream)
+    }
+
+    /// Whether this request is a cache purge (cache phase).
+    fn is_purge(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        false
+    }
+
+    /// Change the response to a purge request (cache phase).
+    fn purge_response_filter(
+        &self,
+        _session: &Session,
+        _ctx: &mut Self::CTX,
+        _purge_status: PurgeStatus,
+        _purge_response: &mut ResponseHeader,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether to skip the error log line for this failure.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        false
+    }
+
+    /// A one-line description of the request for error logs.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {}, Host: {}",
+            req.method,
+            req.path_and_query(),
+            req.authority().unwrap_or("-")
+        )
+    }
+
+    /// The last phase, called exactly once per request, with the error if it failed.
+    fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&Error>,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}

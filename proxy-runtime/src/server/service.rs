@@ -1,0 +1,278 @@
+//! Services: what a [`Server`](super::Server) runs. [`HttpProxyService`] serves a
+//! [`ProxyHttp`] on its listeners; [`HttpProxyServiceBuilder`] sets its options.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ServerConf;
+use super::listener::{ListenAddr, Listener};
+use super::shutdown::{ConnectionTracker, ShutdownWatch};
+use crate::error::Result;
+use crate::protocols::SocketAddress;
+use crate::protocols::h1::H1ServerOptions;
+use crate::proxy::{HttpProxy, ProxyOptions};
+use crate::proxy_trait::ProxyHttp;
+
+/// A boxed future, for the object-safe [`Service`] trait (called once per service).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something a [`Server`](super::Server) runs: binds its listeners, then serves until
+/// shutdown.
+pub trait Service: Send + 'static {
+    /// The name used in logs.
+    fn name(&self) -> &str;
+
+    /// Bind every listener; an error names the address that failed.
+    fn bind(&mut self) -> BoxFuture<'_, Result<Vec<SocketAddress>>>;
+
+    /// Serve until `shutdown` fires; every connection holds a guard from `tracker`.
+    fn serve(
+        self: Box<Self>,
+        shutdown: ShutdownWatch,
+        tracker: Arc<ConnectionTracker>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// A proxy service: a [`ProxyHttp`] served on TCP and Unix listeners.
+#[derive(Debug)]
+pub struct HttpProxyService<P> {
+    name: String,
+    proxy: Arc<HttpProxy<P>>,
+    addrs: Vec<ListenAddr>,
+    listeners: Vec<Listener>,
+}
+
+/// A proxy service named "proxy" with the server's default options.
+pub fn http_proxy_service<P: ProxyHttp>(conf: &ServerConf, proxy: P) -> HttpProxyService<P> {
+    http_proxy_service_with_name(conf, proxy, "proxy")
+}
+
+/// A proxy service with a name (used in logs) and the server's default options.
+pub fn http_proxy_service_with_name<P: ProxyHttp>(
+    conf: &ServerConf,
+    proxy: P,
+    name: &str,
+) -> HttpProxyService<P> {
+    HttpProxyServiceBuilder::new(proxy)
+        .name(name)
+        .proxy_options(conf.proxy.clone())
+        .server_options(conf.downstream.clone())
+        .build()
+}
+
+impl<P: ProxyHttp> HttpProxyService<P> {
+    /// Listen on a TCP address (`"0.0.0.0:8080"`).
+    pub fn add_tcp(&mut self, addr: &str) {
+        self.addrs.push(ListenAddr::Tcp(addr.to_string()));
+    }
+
+    /// Listen on a Unix domain socket path.
+    pub fn add_uds(&mut self, path: impl Into<PathBuf>) {
+        self.addrs.push(ListenAddr::Unix(path.into()));
+    }
+
+    /// The user's proxy.
+    pub fn app_logic(&self) -> &P {
+        &self.proxy.inner
+    }
+
+    /// The engine around it (connector, pool).
+    pub fn proxy(&self) -> &Arc<HttpProxy<P>> {
+        &self.proxy
+    }
+
+    /// The addresses this service will listen on.
+    pub fn listen_addrs(&self) -> &[ListenAddr] {
+        &self.addrs
+    }
+
+    /// Serve connections from an already bound listener until `shutdown` (for embedding
+    /// and tests; a [`Server`](super::Server) does this for every listener).
+    pub async fn serve_listener(
+        proxy: Arc<HttpProxy<P>>,
+        listener: Listener,
+        shutdown: ShutdownWatch,
+        tracker: Arc<ConnectionTracker>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = shutdown.wait() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok(stream) => {
+                    let guard = tracker.enter();
+                    let proxy = proxy.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        proxy.serve_connection(stream, shutdown).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+impl<P: ProxyHttp> Service for HttpProxyService<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn bind(&mut self) -> BoxFuture<'_, Result<Vec<SocketAddress>>> {
+        Box::pin(async move {
+            let mut bound = Vec::new();
+            for addr in &self.addrs {
+                let l = Listener::bind(addr).await?;
+                if let Some(a) = l.local_addr() {
+                    bound.push(a);
+                }
+                self.listeners.push(l);
+            }
+            Ok(bound)
+        })
+    }
+
+    fn serve(
+        self: Box<Self>,
+        shutdown: ShutdownWatch,
+        tracker: Arc<ConnectionTracker>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let this = *self;
+            let mut tasks = Vec::new();
+            for l in this.listeners {
+                tasks.push(tokio::spawn(Self::serve_listener(
+                    this.proxy.clone(),
+                    l,
+                    shutdown.clone(),
+                    tracker.clone(),
+                )));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    }
+}
+
+/// Builds an [`HttpProxyService`] with explicit options.
+///
+/// ```
+/// use std::time::Duration;
+/// use proxy_runtime::prelude::*;
+/// # struct P;
+/// # impl ProxyHttp for P {
+/// #     type CTX = ();
+/// #     fn new_ctx(&self) {}
+/// #     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<HttpPeer> {
+/// #         HttpPeer::new("127.0.0.1:1", false, "")
+/// #     }
+/// # }
+/// let service = HttpProxyServiceBuilder::new(P)
+///     .name("edge")
+///     .listen_tcp("127.0.0.1:8080")
+///     .max_retries(1)
+///     .keepalive_timeout(Duration::from_secs(30))
+///     .build();
+/// ```
+#[derive(Debug)]
+pub struct HttpProxyServiceBuilder<P> {
+    proxy: P,
+    name: String,
+    opts: ProxyOptions,
+    downstream: H1ServerOptions,
+    addrs: Vec<ListenAddr>,
+}
+
+impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
+    /// Start from defaults.
+    pub fn new(proxy: P) -> Self {
+        HttpProxyServiceBuilder {
+            proxy,
+            name: "proxy".to_string(),
+            opts: ProxyOptions::default(),
+            downstream: H1ServerOptions::default(),
+            addrs: Vec::new(),
+        }
+    }
+
+    /// The service name (logs).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Replace all engine options.
+    pub fn proxy_options(mut self, opts: ProxyOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Replace all client-side limits and timeouts.
+    pub fn server_options(mut self, opts: H1ServerOptions) -> Self {
+        self.downstream = opts;
+        self
+    }
+
+    /// Listen on a TCP address.
+    pub fn listen_tcp(mut self, addr: &str) -> Self {
+        self.addrs.push(ListenAddr::Tcp(addr.to_string()));
+        self
+    }
+
+    /// Listen on a Unix domain socket.
+    pub fn listen_uds(mut self, path: impl Into<PathBuf>) -> Self {
+        self.addrs.push(ListenAddr::Unix(path.into()));
+        self
+    }
+
+    /// Retries after the first attempt.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.opts.max_retries = n;
+        self
+    }
+
+    /// Idle time allowed between requests on a client connection.
+    pub fn keepalive_timeout(mut self, d: Duration) -> Self {
+        self.downstream.keepalive_timeout = d;
+        self
+    }
+
+    /// Time allowed to receive a complete request head.
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.downstream.header_read_timeout = d;
+        self
+    }
+
+    /// Time allowed for one read of a request body.
+    pub fn body_read_timeout(mut self, d: Duration) -> Self {
+        self.downstream.body_read_timeout = d;
+        self
+    }
+
+    /// Time allowed for one write to a client.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.downstream.write_timeout = d;
+        self
+    }
+
+    /// Build the service.
+    pub fn build(self) -> HttpProxyService<P> {
+        HttpProxyService {
+            name: self.name,
+            proxy: Arc::new(HttpProxy::new(self.proxy, self.opts, self.downstream)),
+            addrs: self.addrs,
+            listeners: Vec::new(),
+        }
+    }
+}

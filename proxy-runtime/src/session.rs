@@ -1,0 +1,349 @@
+//! [`Session`]: one downstream request as the phases see it, whatever the protocol.
+//!
+//! A session gives access to the request head, lets a phase read the request body or
+//! answer locally, and records what was sent. The protocol-specific connection lives
+//! inside ([`Downstream`]); phases never need to know which one it is.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::http::{RequestHeader, ResponseHeader};
+use crate::modules::ModuleCtx;
+use crate::protocols::SocketAddress;
+use crate::protocols::h1::server::ServerSession;
+
+/// Request body bytes kept so a request can be sent again to another attempt.
+#[derive(Debug)]
+pub(crate) struct RetryBuffer {
+    chunks: Vec<Bytes>,
+    size: usize,
+    limit: usize,
+    /// More was read than fits: the body cannot be replayed.
+    overflowed: bool,
+}
+
+impl RetryBuffer {
+    fn new(limit: usize) -> Self {
+        RetryBuffer {
+            chunks: Vec::new(),
+            size: 0,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    fn record(&mut self, chunk: &Bytes) {
+        if self.overflowed {
+            return;
+        }
+        if self.size + chunk.len() > self.limit {
+            self.overflowed = true;
+            self.chunks = Vec::new();
+            return;
+        }
+        self.size += chunk.len();
+        self.chunks.push(chunk.clone());
+    }
+}
+
+/// The protocol-specific downstream connection of a session.
+#[derive(Debug)]
+pub enum Downstream {
+    /// HTTP/1.x.
+    H1(Box<ServerSession>),
+}
+
+/// One downstream request and its response, as seen by the phases.
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) downstream: Downstream,
+    retry: RetryBuffer,
+    client_addr: Option<SocketAddress>,
+    server_addr: Option<SocketAddress>,
+    pub(crate) modules: ModuleCtx,
+    body_bytes_read: u64,
+    body_bytes_sent: u64,
+    upstream_tries: u32,
+}
+
+impl Session {
+    /// A session over an HTTP/1.x exchange.
+    pub fn new_h1(
+        h1: Box<ServerSession>,
+        client_addr: Option<SocketAddress>,
+        server_addr: Option<SocketAddress>,
+        retry_buffer_limit: usize,
+    ) -> Self {
+        Session {
+            downstream: Downstream::H1(h1),
+            retry: RetryBuffer::new(retry_buffer_limit),
+            client_addr,
+            server_addr,
+            modules: ModuleCtx::default(),
+            body_bytes_read: 0,
+            body_bytes_sent: 0,
+            upstream_tries: 0,
+        }
+    }
+
+    /// The request head.
+    pub fn req_header(&self) -> &RequestHeader {
+        match &self.downstream {
+            Downstream::H1(s) => s.req_header(),
+        }
+    }
+
+    /// The request head, for changes (before it is sent upstream).
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.req_header_mut(),
+        }
+    }
+
+    /// The value of request header `name` as text, if present and visible ASCII.
+    pub fn get_header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.req_header().header_str(name)
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddress> {
+        self.client_addr.as_ref()
+    }
+
+    /// The local address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddress> {
+        self.server_addr.as_ref()
+    }
+
+    /// Whether the downstream speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        false
+    }
+
+    /// Whether the client asked to upgrade the connection (e.g. WebSocket).
+    pub fn is_upgrade_request(&self) -> bool {
+        match &self.downstream {
+            Downstream::H1(s) => s.is_upgrade_request(),
+        }
+    }
+
+    /// Whether the request has no body at all.
+    pub fn is_body_empty(&self) -> bool {
+        match &self.downstream {
+            Downstream::H1(s) => s.body_framing().is_empty(),
+        }
+    }
+
+    /// Whether the request body has been read to its end.
+    pub fn is_body_done(&self) -> bool {
+        match &self.downstream {
+            Downstream::H1(s) => s.is_body_done(),
+        }
+    }
+
+    /// Request trailers, once the body has been read and carried some.
+    pub fn request_trailers(&self) -> Option<&HeaderMap> {
+        match &self.downstream {
+            Downstream::H1(s) => s.request_trailers(),
+        }
+    }
+
+    /// Read the next piece of the request body (`None` at the end). Answers
+    /// `Expect: 100-continue` first if the client is waiting for it.
+    ///
+    /// What a phase reads here is still forwarded upstream afterwards, as long as it
+    /// fits the retry buffer (64 KiB by default); past that, the request cannot be
+    /// proxied any more and the proxy answers 500.
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.send_continue().await?,
+        }
+        self.read_body_for_proxy().await
+    }
+
+    /// Read a body piece without answering `Expect` (the origin answers it).
+    pub(crate) async fn read_body_for_proxy(&mut self) -> Result<Option<Bytes>> {
+        let chunk = match &mut self.downstream {
+            Downstream::H1(s) => s.read_body().await?,
+        };
+        if let Some(c) = &chunk {
+            self.body_bytes_read += c.len() as u64;
+            self.retry.record(c);
+        }
+        Ok(chunk)
+    }
+
+    /// Body bytes read so far can be sent again (none were lost past the retry buffer).
+    pub(crate) fn body_replayable(&self) -> bool {
+        !self.retry.overflowed
+    }
+
+    /// The body bytes read so far, to send to a (new) upstream attempt.
+    pub(crate) fn body_read_so_far(&self) -> &[Bytes] {
+        &self.retry.chunks
+    }
+
+    /// Count an upstream attempt; returns the attempt number (1-based).
+    pub(crate) fn next_try(&mut self) -> u32 {
+        self.upstream_tries += 1;
+        self.upstream_tries
+    }
+
+    /// Upstream attempts made for this request.
+    pub fn upstream_tries(&self) -> u32 {
+        self.upstream_tries
+    }
+
+    /// Request body bytes read from the client.
+    pub fn body_bytes_read(&self) -> u64 {
+        self.body_bytes_read
+    }
+
+    /// Response body bytes sent to the client.
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.body_bytes_sent
+    }
+
+    /// The final response head sent (or queued) to the client, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        match &self.downstream {
+            Downstream::H1(s) => s.response_written(),
+        }
+    }
+
+    /// Close the client connection after this request.
+    pub fn set_keepalive_off(&mut self) {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.set_must_close(),
+        }
+    }
+
+    /// Send a response head to the client; `end_of_stream` when there is no body.
+    pub async fn write_response_header(
+        &mut self,
+        resp: ResponseHeader,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        let mut resp = resp;
+        self.modules
+            .response_header_filter(&mut resp, end_of_stream)?;
+        match &mut self.downstream {
+            Downstream::H1(s) => {
+                s.write_response_header(resp)?;
+                if end_of_stream {
+                    s.finish_response(None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a piece of the response body; `end_of_stream` on the last one.
+    pub async fn write_response_body(
+        &mut self,
+        data: Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        let mut data = data;
+        self.modules
+            .response_body_filter(&mut data, end_of_stream)?;
+        match &mut self.downstream {
+            Downstream::H1(s) => {
+                if let Some(d) = data {
+                    self.body_bytes_sent += d.len() as u64;
+                    s.write_body(d).await?;
+                }
+                if end_of_stream {
+                    s.finish_response(None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End the response with trailers (sent to clients that can receive them).
+    pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.finish_response(Some(&trailers)).await,
+        }
+    }
+
+    /// Send everything queued for the client now.
+    pub async fn flush(&mut self) -> Result<()> {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.flush().await,
+        }
+    }
+
+    /// Answer with `status` and a short text body, and close the connection if the
+    /// request body was not read. Does nothing if a response was already started.
+    pub async fn respond_error(&mut self, status: u16) -> Result<()> {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = format!(
+            "{} {}\n",
+            code.as_str(),
+            code.canonical_reason().unwrap_or("Error")
+        );
+        self.respond_error_with_body(status, Bytes::from(body))
+            .await
+    }
+
+    /// Answer with `status` and the given body (as `text/plain`).
+    pub async fn respond_error_with_body(&mut self, status: u16, body: Bytes) -> Result<()> {
+        if self.response_written().is_some() {
+            return Ok(());
+        }
+        let mut resp = ResponseHeader::build(status, Some(4))?;
+        resp.insert_header(header::CONTENT_TYPE, "text/plain")?;
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(header::CACHE_CONTROL, "private, no-store")?;
+        if !self.is_body_done() {
+            // The body will not be read: the connection cannot carry another request.
+            self.set_keepalive_off();
+        }
+        self.write_response_header(resp, false).await?;
+        self.write_response_body(Some(body), true).await
+    }
+
+    /// Pause (used by rate-limiting body filters).
+    pub(crate) async fn pace(delay: Option<Duration>) {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// Run the downstream modules' request filters on the request head.
+    pub(crate) fn run_module_request_filters(&mut self) -> Result<()> {
+        let Session {
+            downstream: Downstream::H1(h1),
+            modules,
+            ..
+        } = self;
+        modules.request_header_filter(h1.req_header_mut())
+    }
+
+    /// How the client framed its request body.
+    pub(crate) fn h1_framing(&self) -> crate::protocols::h1::BodyFraming {
+        match &self.downstream {
+            Downstream::H1(s) => s.body_framing(),
+        }
+    }
+
+    pub(crate) fn h1_mut(&mut self) -> &mut ServerSession {
+        match &mut self.downstream {
+            Downstream::H1(s) => s,
+        }
+    }
+}
+
+/// An error for a request whose body was consumed past the retry buffer before proxying.
+pub(crate) fn body_not_replayable() -> Box<Error> {
+    Error::explain(
+        ErrorKind::Internal,
+        ErrorSource::Internal,
+        "the request body was read by a phase beyond the retry buffer and cannot be forwarded",
+    )
+}

@@ -1,0 +1,219 @@
+//! [`HttpPeer`]: where and how to reach one upstream for one request.
+//!
+//! A peer names an address (IP or Unix path), the scheme, the TLS identity (SNI and
+//! verification — carried now, used once upstream TLS lands), and per-peer timeouts. Two
+//! peers whose connections are interchangeable have the same [`HttpPeer::reuse_hash`],
+//! which keys the connection pool.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::protocols::SocketAddress;
+
+/// Timeouts and connection options of one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerOptions {
+    /// Longest wait for the TCP/Unix connect (default 10 s).
+    pub connect_timeout: Duration,
+    /// Longest wait for one read from the origin: the response head or a body piece
+    /// (default 60 s). Expiry answers 504.
+    pub read_timeout: Duration,
+    /// Longest wait for one write to the origin (default 60 s).
+    pub write_timeout: Duration,
+    /// How long a connection to this peer may sit idle in the pool (default 60 s;
+    /// zero disables pooling for this peer).
+    pub idle_timeout: Duration,
+    /// Verify the origin's certificate (TLS peers; default on).
+    pub verify_cert: bool,
+    /// Verify that the certificate matches the SNI (TLS peers; default on).
+    pub verify_hostname: bool,
+    /// Speak HTTP/2 to this peer (reserved for the HTTP/2 upstream; default off).
+    pub h2: bool,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            verify_cert: true,
+            verify_hostname: true,
+            h2: false,
+        }
+    }
+}
+
+/// One upstream destination for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPeer {
+    /// Where to connect.
+    pub address: SocketAddress,
+    /// Whether to speak TLS to it.
+    pub tls: bool,
+    /// The TLS server name (also a reasonable `Host` when the request has none).
+    pub sni: String,
+    /// Timeouts and options.
+    pub options: PeerOptions,
+}
+
+impl HttpPeer {
+    /// A peer at `address` (see [`ToPeerAddress`]: a `SocketAddr`, `"ip:port"`,
+    /// `"unix:/path"`), with TLS and SNI as given, and default options.
+    pub fn new(address: impl ToPeerAddress, tls: bool, sni: impl Into<String>) -> Result<Self> {
+        Ok(HttpPeer {
+            address: address.to_peer_address()?,
+            tls,
+            sni: sni.into(),
+            options: PeerOptions::default(),
+        })
+    }
+
+    /// A plaintext peer at a resolved address.
+    pub fn plain(address: SocketAddress) -> Self {
+        HttpPeer {
+            address,
+            tls: false,
+            sni: String::new(),
+            options: PeerOptions::default(),
+        }
+    }
+
+    /// The key of the connection pool: equal for peers whose connections can be shared.
+    pub fn reuse_hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.address.hash(&mut h);
+        self.tls.hash(&mut h);
+        if self.tls {
+            self.sni.hash(&mut h);
+            self.options.verify_cert.hash(&mut h);
+            self.options.verify_hostname.hash(&mut h);
+        }
+        self.options.h2.hash(&mut h);
+        h.finish()
+    }
+
+    /// A value for the `Host` header when the client sent none.
+    pub fn default_host(&self) -> String {
+        if !self.sni.is_empty() {
+            return self.sni.clone();
+        }
+        match &self.address {
+            SocketAddress::Inet(a) => a.to_string(),
+            SocketAddress::Unix(_) => "localhost".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for HttpPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{}",
+            if self.tls { "https://" } else { "http://" },
+            self.address
+        )
+    }
+}
+
+/// Things that name a peer address without a DNS lookup.
+pub trait ToPeerAddress {
+    /// The address, or an error naming what could not be parsed.
+    fn to_peer_address(self) -> Result<SocketAddress>;
+}
+
+impl ToPeerAddress for SocketAddress {
+    fn to_peer_address(self) -> Result<SocketAddress> {
+        Ok(self)
+    }
+}
+
+impl ToPeerAddress for std::net::SocketAddr {
+    fn to_peer_address(self) -> Result<SocketAddress> {
+        Ok(SocketAddress::Inet(self))
+    }
+}
+
+impl ToPeerAddress for &str {
+    fn to_peer_address(self) -> Result<SocketAddress> {
+        if let Some(path) = self.strip_prefix("unix:") {
+            return Ok(SocketAddress::Unix(PathBuf::from(path)));
+        }
+        self.parse::<std::net::SocketAddr>()
+            .map(SocketAddress::Inet)
+            .map_err(|_| {
+                Error::explain(
+                    ErrorKind::Config,
+                    ErrorSource::Internal,
+                    format!(
+                        "invalid peer address {self:?}: expected \"ip:port\" or \"unix:/path\" \
+                         (resolve host names first, e.g. with tokio::net::lookup_host)"
+                    ),
+                )
+            })
+    }
+}
+
+impl ToPeerAddress for &String {
+    fn to_peer_address(self) -> Result<SocketAddress> {
+        self.as_str().to_peer_address()
+    }
+}
+
+impl ToPeerAddress for String {
+    fn to_peer_address(self) -> Result<SocketAddress> {
+        self.as_str().to_peer_address()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            HttpPeer::new("127.0.0.1:80", false, "")
+                .unwrap()
+                .address
+                .to_string(),
+            "127.0.0.1:80"
+        );
+        assert_eq!(
+            HttpPeer::new("unix:/tmp/s", false, "")
+                .unwrap()
+                .address
+                .to_string(),
+            "unix:/tmp/s"
+        );
+        assert!(HttpPeer::new("example.com:80", false, "").is_err());
+    }
+
+    #[test]
+    fn reuse_hash_separates_what_matters() {
+        let a = HttpPeer::new("127.0.0.1:80", false, "").unwrap();
+        let mut b = a.clone();
+        b.options.read_timeout = Duration::from_secs(1);
+        assert_eq!(
+            a.reuse_hash(),
+            b.reuse_hash(),
+            "timeouts do not change the connection"
+        );
+        let c = HttpPeer::new("127.0.0.1:81", false, "").unwrap();
+        assert_ne!(a.reuse_hash(), c.reuse_hash());
+        let mut d = HttpPeer::new("127.0.0.1:80", true, "a").unwrap();
+        let e = HttpPeer::new("127.0.0.1:80", true, "b").unwrap();
+        assert_ne!(d.reuse_hash(), e.reuse_hash());
+        d.options.verify_cert = false;
+        assert_ne!(
+            d.reuse_hash(),
+            HttpPeer::new("127.0.0.1:80", true, "a")
+                .unwrap()
+                .reuse_hash()
+        );
+    }
+}

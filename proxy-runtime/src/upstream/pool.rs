@@ -1,0 +1,272 @@
+//! The upstream connection pool.
+//!
+//! Idle connections are kept per [`HttpPeer::reuse_hash`](super::HttpPeer::reuse_hash),
+//! bounded per key and overall. The overall bound evicts the least recently returned
+//! connection (`lru`). A connection is only handed out if it is still quiet: one the
+//! origin closed, or that has unexpected bytes waiting, is dropped instead (its framing
+//! is in doubt). Idle connections expire after their peer's idle timeout; a sweeper task
+//! closes expired and peer-closed connections so their sockets do not linger.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use lru::LruCache;
+use tokio::time::Instant;
+
+use crate::protocols::{IdleState, Stream};
+
+/// How often the sweeper looks for expired or closed idle connections.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Pool size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Idle connections kept per peer key (default 128).
+    pub max_idle_per_key: usize,
+    /// Idle connections kept in all (default 4096).
+    pub max_idle_total: usize,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_idle_per_key: 128,
+            max_idle_total: 4096,
+        }
+    }
+}
+
+struct IdleConn {
+    id: u64,
+    stream: Stream,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct PoolInner {
+    by_key: HashMap<u64, Vec<IdleConn>>,
+    /// Connection id → key, least recently returned first out.
+    order: Option<LruCache<u64, u64>>,
+    next_id: u64,
+    sweeper_running: bool,
+}
+
+/// A bounded pool of idle upstream connections.
+pub struct ConnectionPool {
+    inner: Mutex<PoolInner>,
+    opts: PoolOptions,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl ConnectionPool {
+    /// An empty pool with these limits.
+    pub fn new(opts: PoolOptions) -> Arc<Self> {
+        let order = NonZeroUsize::new(opts.max_idle_total).map(LruCache::new);
+        Arc::new(ConnectionPool {
+            inner: Mutex::new(PoolInner {
+                order,
+                ..PoolInner::default()
+            }),
+            opts,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way
+        // that matters (worst case: a connection is forgotten), so recover the guard.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of idle connections held.
+    pub fn idle_count(&self) -> usize {
+        self.lock().by_key.values().map(Vec::len).sum()
+    }
+
+    /// Take an idle connection for `key`, newest first, skipping ones that expired,
+    /// were closed by the peer, or have stray bytes.
+    pub fn take(&self, key: u64) -> Option<Stream> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        loop {
+            let conn = inner.by_key.get_mut(&key)?.pop()?;
+            if let Some(order) = inner.order.as_mut() {
+                order.pop(&conn.id);
+            }
+            if inner.by_key.get(&key).is_some_and(Vec::is_empty) {
+                inner.by_key.remove(&key);
+            }
+            if conn.expires <= now {
+                continue;
+            }
+            let mut stream = conn.stream;
+            match stream.idle_state() {
+                IdleState::Quiet => return Some(stream),
+                IdleState::Closed | IdleState::StrayBytes => continue,
+            }
+        }
+    }
+
+    /// Return a connection for `key` to keep for up to `idle_timeout`.
+    pub fn put(self: &Arc<Self>, key: u64, stream: Stream, idle_timeout: Duration) {
+        if idle_timeout.is_zero() || self.opts.max_idle_per_key == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let Some(order_len) = inner.order.as_ref().map(LruCache::len) else {
+            return; // max_idle_total == 0: pooling disabled
+        };
+        let id = inner.next_id;
+        inner.next_id += 1;
+        // Per-key bound: drop the oldest of this key.
+        let per_key = inner.by_key.get(&key).map_or(0, Vec::len);
+        if per_key >= self.opts.max_idle_per_key {
+            let oldest = inner.by_key.get_mut(&key).map(|v| v.remove(0));
+            if let (Some(oldest), Some(order)) = (oldest, inner.order.as_mut()) {
+                order.pop(&oldest.id);
+            }
+        } else if order_len >= self.opts.max_idle_total {
+            // Overall bound: drop the least recently returned connection of any key.
+            let evicted = inner.order.as_mut().and_then(LruCache::pop_lru);
+            if let Some((old_id, old_key)) = evicted
+                && let Some(list) = inner.by_key.get_mut(&old_key)
+            {
+                list.retain(|c| c.id != old_id);
+                if list.is_empty() {
+                    inner.by_key.remove(&old_key);
+                }
+            }
+        }
+        inner.by_key.entry(key).or_default().push(IdleConn {
+            id,
+            stream,
+            expires: Instant::now() + idle_timeout,
+        });
+        if let Some(order) = inner.order.as_mut() {
+            order.put(id, key);
+        }
+        if !inner.sweeper_running && tokio::runtime::Handle::try_current().is_ok() {
+            inner.sweeper_running = true;
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+
+    /// Close every expired or peer-closed idle connection; returns how many were closed.
+    pub fn sweep_once(&self) -> usize {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut closed = Vec::new();
+        for list in inner.by_key.values_mut() {
+            list.retain_mut(|c| {
+                let keep = c.expires > now && c.stream.idle_state() == IdleState::Quiet;
+                if !keep {
+                    closed.push(c.id);
+                }
+                keep
+            });
+        }
+        inner.by_key.retain(|_, list| !list.is_empty());
+        if let Some(order) = inner.order.as_mut() {
+            for id in &closed {
+                order.pop(id);
+            }
+        }
+        closed.len()
+    }
+}
+
+async fn sweep(pool: Weak<ConnectionPool>) {
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.sweep_once();
+        let mut inner = pool.lock();
+        if inner.by_key.is_empty() {
+            // Nothing to watch; the next `put` starts a new sweeper.
+            inner.sweeper_running = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair(listener: &TcpListener) -> (Stream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Stream::Tcp(client), server)
+    }
+
+    #[tokio::test]
+    async fn reuses_quiet_connections_and_drops_closed_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions::default());
+        let (c1, s1) = pair(&listener).await;
+        pool.put(1, c1, Duration::from_secs(60));
+        assert!(pool.take(1).is_some());
+        assert!(pool.take(1).is_none());
+
+        let (c2, s2) = pair(&listener).await;
+        pool.put(1, c2, Duration::from_secs(60));
+        drop(s2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            pool.take(1).is_none(),
+            "a closed connection must not be reused"
+        );
+        drop(s1);
+    }
+
+    #[tokio::test]
+    async fn stray_bytes_make_a_connection_unusable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions::default());
+        let (c, mut s) = pair(&listener).await;
+        pool.put(7, c, Duration::from_secs(60));
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.take(7).is_none());
+    }
+
+    #[tokio::test]
+    async fn bounds_per_key_and_total() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions {
+            max_idle_per_key: 2,
+            max_idle_total: 3,
+        });
+        let mut servers = Vec::new();
+        for key in [1, 1, 1, 2, 2] {
+            let (c, s) = pair(&listener).await;
+            servers.push(s);
+            pool.put(key, c, Duration::from_secs(60));
+        }
+        assert_eq!(pool.idle_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn expired_connections_are_swept() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions::default());
+        let (c, _s) = pair(&listener).await;
+        pool.put(1, c, Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.sweep_once(), 1);
+        assert_eq!(pool.idle_count(), 0);
+    }
+}
