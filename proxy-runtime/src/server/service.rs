@@ -42,6 +42,7 @@ pub struct HttpProxyService<P> {
     name: String,
     proxy: Arc<HttpProxy<P>>,
     addrs: Vec<ListenAddr>,
+    prebound: Vec<std::net::TcpListener>,
     listeners: Vec<Listener>,
 }
 
@@ -72,6 +73,12 @@ impl<P: ProxyHttp> HttpProxyService<P> {
     /// Listen on a Unix domain socket path.
     pub fn add_uds(&mut self, path: impl Into<PathBuf>) {
         self.addrs.push(ListenAddr::Unix(path.into()));
+    }
+
+    /// Serve on a TCP listener the caller already bound (e.g. to port 0, to learn the
+    /// port before the server starts).
+    pub fn add_std_listener(&mut self, listener: std::net::TcpListener) {
+        self.prebound.push(listener);
     }
 
     /// The user's proxy.
@@ -131,6 +138,24 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
     fn bind(&mut self) -> BoxFuture<'_, Result<Vec<SocketAddress>>> {
         Box::pin(async move {
             let mut bound = Vec::new();
+            for std_listener in self.prebound.drain(..) {
+                let l = std_listener
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
+                    .map_err(|e| {
+                        crate::Error::because(
+                            crate::ErrorKind::Config,
+                            crate::ErrorSource::Internal,
+                            "cannot use a pre-bound listener",
+                            e,
+                        )
+                    })?;
+                let l = Listener::Tcp(l);
+                if let Some(a) = l.local_addr() {
+                    bound.push(a);
+                }
+                self.listeners.push(l);
+            }
             for addr in &self.addrs {
                 let l = Listener::bind(addr).await?;
                 if let Some(a) = l.local_addr() {
@@ -272,6 +297,7 @@ impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
             name: self.name,
             proxy: Arc::new(HttpProxy::new(self.proxy, self.opts, self.downstream)),
             addrs: self.addrs,
+            prebound: Vec::new(),
             listeners: Vec::new(),
         }
     }

@@ -61,7 +61,6 @@ pub struct ClientSession {
     response_started: bool,
     /// A write failed: whatever was sent, the origin did not get the whole request.
     write_failed: bool,
-    notify_drain: bool,
 }
 
 impl ClientSession {
@@ -79,7 +78,6 @@ impl ClientSession {
             reused,
             response_started: false,
             write_failed: false,
-            notify_drain: false,
         }
     }
 
@@ -111,7 +109,6 @@ impl ClientSession {
                 ));
             }
         }
-        self.notify_drain = true;
         Ok(())
     }
 
@@ -124,7 +121,6 @@ impl ClientSession {
             .finish(trailers, self.io.small_buf())
             .map_err(|why| Error::explain(ErrorKind::Internal, ErrorSource::Internal, why))?;
         self.request_finished = true;
-        self.notify_drain = true;
         Ok(())
     }
 
@@ -246,19 +242,13 @@ impl ClientSession {
                 return Ok(ev);
             }
             let progressed = poll_fn(|cx| {
-                let mut drained = false;
                 if self.io.pending_write() > 0 {
                     match self.io.poll_flush_queue(cx) {
-                        Poll::Ready(Ok(())) => drained = true,
+                        // Everything queued is out: the caller may queue more.
+                        Poll::Ready(Ok(())) => return Poll::Ready(Ok(None)),
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(self.write_error(e))),
                         Poll::Pending => {}
                     }
-                } else if self.notify_drain {
-                    drained = true;
-                }
-                if drained && self.notify_drain {
-                    self.notify_drain = false;
-                    return Poll::Ready(Ok(None));
                 }
                 let want = self.decoder.remaining_hint();
                 match self.io.poll_fill(cx, want) {

@@ -208,7 +208,6 @@ pub fn parse_request(
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad(400, "invalid method"))?;
     let path_at = offset_in(buf, path.as_bytes());
     let raw = collect_headers(buf, req.headers, true)?;
-    drop(req);
 
     let head = buf.split_to(head_len).freeze();
     let target = head.slice(path_at.0..path_at.1);
@@ -327,7 +326,8 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
         Some(h) => {
             let valid = !h.is_empty() && valid_authority(h.as_bytes());
             // An empty Host is allowed only when the target has no authority.
-            if !valid && !(h.is_empty() && header.uri.authority().is_none()) {
+            let empty_allowed = h.is_empty() && header.uri.authority().is_none();
+            if !(valid || empty_allowed) {
                 return Err(bad(400, "invalid Host header"));
             }
         }
@@ -560,7 +560,6 @@ pub fn parse_response(
     let status = StatusCode::from_u16(code).map_err(|_| bad(502, "invalid status code"))?;
     let reason_at = resp.reason.map(|r| offset_in(buf, r.as_bytes()));
     let raw = collect_headers(buf, resp.headers, false)?;
-    drop(resp);
     let head = buf.split_to(head_len).freeze();
     let mut header = ResponseHeader::new(status, raw.len());
     header.version = if minor == 1 {
