@@ -1,0 +1,52 @@
+//! Sizes in bytes: `"512"`, `"64KiB"`, `"10MiB"`, `"1GiB"` (powers of 1024) or
+//! `"10KB"`, `"10MB"`, `"1GB"` (powers of 1000), `"B"` optional.
+
+use crate::SyntaxError;
+
+/// Parse a size in bytes.
+pub fn parse_size(input: &str) -> Result<u64, SyntaxError> {
+    let digits = input.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(SyntaxError::new(0, 1, "expected a number in size")
+            .hint("write e.g. \"64KiB\" or \"10MB\""));
+    }
+    let number: u64 = input[..digits]
+        .parse()
+        .map_err(|_| SyntaxError::new(0, digits, "number too large in size"))?;
+    let unit = &input[digits..];
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(SyntaxError::new(
+                digits,
+                other.len(),
+                format!("unknown size unit `{other}`"),
+            )
+            .hint("units are B, KB, MB, GB (×1000) and KiB, MiB, GiB (×1024)"));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| SyntaxError::new(0, input.len(), "size too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10mb").unwrap_err().offset, 2);
+        assert!(parse_size("MB").is_err());
+    }
+}
