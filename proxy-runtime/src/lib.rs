@@ -28,6 +28,7 @@
 //! ```
 
 pub mod cache;
+pub mod dsl;
 pub mod error;
 pub mod http;
 pub mod modules;
@@ -40,11 +41,14 @@ pub mod upstream;
 
 pub use bytes;
 pub use error::{Error, ErrorKind, ErrorSource, Result, RetryType};
+#[cfg(feature = "macros")]
+pub use proxy_macros::{cache, ctx, phase, proxy, route, upstream};
 pub use proxy_trait::{FailToProxy, ProxyHttp};
 pub use session::Session;
 
 /// Everything a proxy implementation usually needs, in one import.
 pub mod prelude {
+    pub use crate::dsl::{Flow, Response};
     pub use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
     pub use crate::http::{
         HeaderMap, HeaderName, HeaderValue, Method, RequestHeader, ResponseHeader, StatusCode, Uri,
@@ -58,4 +62,6 @@ pub mod prelude {
     pub use crate::session::Session;
     pub use crate::upstream::{HttpPeer, LoadBalancer, PeerOptions};
     pub use bytes::Bytes;
+    #[cfg(feature = "macros")]
+    pub use proxy_macros::{cache, ctx, phase, proxy, route, upstream};
 }

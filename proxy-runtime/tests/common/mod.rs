@@ -364,11 +364,20 @@ struct OriginState {
 /// | `/stall` | reads the request and never answers (until the peer closes) |
 /// | `/no-answer` | reads the whole request, then closes without answering |
 /// | `/idle-close` | answers (keep-alive), then closes the idle connection |
-/// | `/close-if-reused` | answers on a fresh connection; closes without answering when it is not the first request on its connection |
+/// | `/close-if-reused` | answers the first request of a connection; on a later one, reads the whole request and closes without answering |
+/// | `/bad-length` | answers with two different `Content-Length` values |
+/// | `/extra-bytes` | answers `ok` followed by bytes nobody asked for (a second response) |
+/// | `/cl-and-te` | answers with both `Content-Length: 3` and a chunked body `hello` |
+/// | `/te-gzip` | answers with `Transfer-Encoding: gzip`, close-delimited |
+/// | `/te-gzip-chunked` | answers with `Transfer-Encoding: gzip, chunked` |
+/// | `/http10-chunked` | answers `HTTP/1.0` with `Transfer-Encoding: chunked`, then closes |
+/// | `/buggy-head` | answers with a 5-byte body, even to HEAD |
+/// | `/buggy-204` | answers 204 with `Content-Length: 5` and a body |
+/// | `/early-hints` | answers `103 Early Hints`, then 200 `final` |
 /// | `/upload-denied` | answers 403 before reading the body, then closes |
-/// | `/ws` | with `Upgrade`: 101, then echoes raw bytes until EOF; without: 200 |
+/// | `/ws` | with `Upgrade`: 101 and `welcome` in the same write, then echoes raw bytes until EOF; without: 200 |
 /// | `/ws-refuse` | answers 200 (not 101) even to an upgrade request |
-/// | `/force-101` | always answers 101, then echoes raw bytes |
+/// | `/force-101` | always answers 101 (and `welcome`), then echoes raw bytes |
 ///
 /// `Expect: 100-continue` is answered with `100 Continue` before the body is read
 /// (except on `/upload-denied`). `HEAD` requests get the head of the GET answer.
@@ -501,20 +510,16 @@ async fn serve_origin_conn(st: &OriginState, sock: TcpStream, conn: usize) -> io
         let path = target.split('?').next().unwrap_or("").to_string();
         let is_head = method == "HEAD";
 
-        // Behaviours that act before the body.
-        match path.as_str() {
-            "/close-if-reused" if seq > 1 => return Ok(()),
-            "/upload-denied" => {
-                c.sock
-                    .write_all(
-                        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied",
-                    )
-                    .await?;
-                c.sock.shutdown().await?;
-                let _ = c.read_to_eof_into(&mut |_| {}).await;
-                return Ok(());
-            }
-            _ => {}
+        // Answered before (and without) reading the body.
+        if path == "/upload-denied" {
+            c.sock
+                .write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied",
+                )
+                .await?;
+            c.sock.shutdown().await?;
+            let _ = c.read_to_eof_into(&mut |_| {}).await;
+            return Ok(());
         }
         if has_token(&headers, "expect", "100-continue") {
             c.sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -548,6 +553,61 @@ async fn serve_origin_conn(st: &OriginState, sock: TcpStream, conn: usize) -> io
         let upgrade_asked = field(&headers, "upgrade").is_some();
 
         match path.as_str() {
+            "/close-if-reused" if seq > 1 => return Ok(()),
+            "/extra-bytes" => {
+                c.sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+                    .await?;
+            }
+            "/cl-and-te" => {
+                c.sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    .await?;
+            }
+            "/te-gzip" => {
+                c.sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00coded",
+                    )
+                    .await?;
+                c.sock.shutdown().await?;
+                return Ok(());
+            }
+            "/te-gzip-chunked" => {
+                c.sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n9\r\n\x1f\x8b\x08\x00coded\r\n0\r\n\r\n")
+                    .await?;
+            }
+            "/http10-chunked" => {
+                c.sock
+                    .write_all(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    .await?;
+                c.sock.shutdown().await?;
+                return Ok(());
+            }
+            "/buggy-head" => {
+                // A body even for HEAD.
+                c.sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    .await?;
+            }
+            "/buggy-204" => {
+                c.sock
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello")
+                    .await?;
+            }
+            "/early-hints" => {
+                c.sock
+                    .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+                    .await?;
+            }
+            "/bad-length" => {
+                c.sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                    )
+                    .await?;
+            }
             "/sink" => {
                 let text = format!("len={} pattern_ok={}", digest.len, digest.pattern_ok);
                 let resp = format!(
@@ -653,7 +713,7 @@ async fn serve_origin_conn(st: &OriginState, sock: TcpStream, conn: usize) -> io
             "/ws" | "/force-101" if upgrade_asked || path == "/force-101" => {
                 c.sock
                     .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Origin: ws\r\n\r\n",
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Origin: ws\r\n\r\nwelcome",
                     )
                     .await?;
                 // Raw echo until the peer closes, then close too.
@@ -709,7 +769,8 @@ pub struct LogEntry {
 }
 
 /// A [`ProxyHttp`] that sends everything to one origin (after an optional list of
-/// first peers, one per try), and counts its phase calls.
+/// first peers, one per try), and counts its phase calls. Paths starting with `/deny`
+/// are answered 403 by `request_filter` without reading the request body.
 pub struct TestProxy {
     /// Where requests go once `first_peers` is used up.
     pub default_peer: Mutex<SocketAddr>,
@@ -797,6 +858,15 @@ impl ProxyHttp for TestProxy {
             peer.options.read_timeout = d;
         }
         Ok(peer)
+    }
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        // `/deny...` is answered by the proxy itself, without reading any request body.
+        if session.req_header().path().starts_with("/deny") {
+            session.respond_error(403).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn connected_to_upstream(

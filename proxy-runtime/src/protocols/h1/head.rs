@@ -421,8 +421,16 @@ fn transfer_coding(
         return Ok(None);
     }
     let status = if is_request { 400 } else { 502 };
-    if version == Version::HTTP_10 && is_request {
-        return Err(bad(400, "Transfer-Encoding in an HTTP/1.0 request"));
+    if version == Version::HTTP_10 {
+        // Faulty framing in either direction (RFC 9112 §6.1).
+        return Err(bad(
+            status,
+            if is_request {
+                "Transfer-Encoding in an HTTP/1.0 request"
+            } else {
+                "Transfer-Encoding in an HTTP/1.0 response"
+            },
+        ));
     }
     let mut chunked_seen = 0;
     let mut last_chunked = false;
@@ -461,6 +469,11 @@ fn transfer_coding(
     }
     if chunked_seen > 1 {
         return Err(bad(status, "chunked applied more than once"));
+    }
+    if unknown && !is_request {
+        // Transfer-Encoding is not forwarded and gzip & co. are not decoded here:
+        // relaying the coded bytes as the body would corrupt it.
+        return Err(bad(502, "unsupported transfer coding in response"));
     }
     if !last_chunked {
         return Ok(Some(TransferCoding::NotChunked));
@@ -578,7 +591,10 @@ pub fn parse_response(
 }
 
 /// Decide the body framing of a response (RFC 9112 §6.3).
-fn finish_response(header: ResponseHeader, method: &Method) -> Result<ParsedResponse, HeadError> {
+fn finish_response(
+    mut header: ResponseHeader,
+    method: &Method,
+) -> Result<ParsedResponse, HeadError> {
     let headers = header.headers();
     let conn = ConnectionTokens::of(headers);
     let mut keep_alive = match header.version {
@@ -586,10 +602,15 @@ fn finish_response(header: ResponseHeader, method: &Method) -> Result<ParsedResp
         _ => conn.keep_alive && !conn.close,
     };
     let status = header.status.as_u16();
-    let te = transfer_coding(headers, header.version, false)?;
-    let cl = content_length(headers, 502);
     let no_body =
         *method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304;
+    let te = match transfer_coding(headers, header.version, false) {
+        Ok(te) => te,
+        // Without a body, the transfer coding frames nothing.
+        Err(_) if no_body => None,
+        Err(e) => return Err(e),
+    };
+    let cl = content_length(headers, 502);
     let framing = if no_body {
         BodyFraming::Empty
     } else {
@@ -619,6 +640,11 @@ fn finish_response(header: ResponseHeader, method: &Method) -> Result<ParsedResp
     } else {
         framing
     };
+    if te.is_some() && !no_body {
+        // Transfer-Encoding overrides Content-Length, and the received Content-Length
+        // must be removed before the message is forwarded (RFC 9112 §6.3).
+        header.remove_header(header::CONTENT_LENGTH);
+    }
     Ok(ParsedResponse {
         header,
         framing,

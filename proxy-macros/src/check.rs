@@ -1,0 +1,402 @@
+//! Rules across items: routes against upstreams, routes against each other (duplicates,
+//! collisions, conflicting parameter names), handler and phase arguments against what
+//! can be provided, cache policies against methods. Each broken rule is an error at
+//! the offending token, with a note at the other place that matters.
+
+use std::collections::BTreeMap;
+
+use proxy_syntax::pattern::Segment;
+use syn::spanned::Spanned;
+
+use crate::ctxt::Ctxt;
+use crate::model::*;
+use crate::phases::{self, Combine, Slot};
+
+/// Run every cross-item check.
+pub fn check(decl: &ProxyDecl, cx: &Ctxt) {
+    check_upstreams(decl, cx);
+    for r in &decl.routes {
+        check_route_target(decl, r, cx);
+        check_handler_args(r, cx);
+        check_cache(r, cx);
+    }
+    check_collisions(decl, cx);
+    check_param_names(decl, cx);
+    check_phases(decl, cx);
+}
+
+fn check_upstreams(decl: &ProxyDecl, cx: &Ctxt) {
+    for (i, u) in decl.upstreams.iter().enumerate() {
+        if let Some(first) = decl.upstreams[..i].iter().find(|o| o.ident == u.ident) {
+            let mut e = syn::Error::new(
+                u.ident.span(),
+                format!("upstream `{}` is declared twice", u.ident),
+            );
+            e.combine(syn::Error::new(
+                first.ident.span(),
+                "note: first declared here",
+            ));
+            cx.push(e);
+        }
+    }
+}
+
+fn check_route_target(decl: &ProxyDecl, r: &Route, cx: &Ctxt) {
+    let name = &r.func.ident;
+    match &r.action {
+        Action::Forward(up) => {
+            if !decl.upstreams.iter().any(|u| u.ident == *up) {
+                let names: Vec<String> = decl.upstreams.iter().map(|u| u.ident.to_string()).collect();
+                let hint = proxy_syntax::suggest::closest(&up.to_string(), names.iter().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                let declared = if names.is_empty() {
+                    "no upstream is declared: add `#[upstream(addrs = [...])] pub struct Name;`".to_string()
+                } else {
+                    format!("declared upstreams: {}", names.join(", "))
+                };
+                cx.error(up.span(), format!("no upstream named `{up}`{hint}\n  {declared}"));
+            }
+            if r.func.outcome == Outcome::Answers {
+                cx.error(
+                    r.func.output.as_ref().map_or(name.span(), |t| t.span()),
+                    format!("route `{name}` forwards to `{up}`, but its handler always answers (returns a Response); remove `to` or return Result<()>/Flow"),
+                );
+            }
+        }
+        Action::Redirect(..) | Action::Respond(..) => {
+            if r.func.outcome != Outcome::Forwards || !r.func.args.is_empty() {
+                cx.error(
+                    r.action_span,
+                    format!("route `{name}` answers with `redirect`/`respond`; its function must be empty: `fn {name}() {{}}`"),
+                );
+            }
+        }
+        Action::HandlerOnly => match r.func.outcome {
+            Outcome::Answers => {}
+            Outcome::Forwards => cx.error(
+                r.attr_span,
+                format!(
+                    "route `{name}` neither forwards nor answers\n  help: add `to = Upstream`, `respond = 200` or `redirect = \"...\"`, or return a Response from `{name}`"
+                ),
+            ),
+            Outcome::Either => cx.error(
+                r.func.output.as_ref().map_or(name.span(), |t| t.span()),
+                format!(
+                    "route `{name}` may continue to an upstream (its handler returns a Flow/Option/bool) but has no `to = Upstream`\n  help: add `to = ...`, or return Response"
+                ),
+            ),
+        },
+    }
+}
+
+/// Route handler arguments: parameters by name, the rest by type.
+fn check_handler_args(r: &Route, cx: &Ctxt) {
+    let params: Vec<&str> = r.pattern.params().collect();
+    let mut seen: Vec<(&ArgKind, proc_macro2::Span)> = Vec::new();
+    for a in &r.func.args {
+        if a.kind == ArgKind::Param {
+            let Some(name) = &a.name else { continue };
+            let n = name.to_string();
+            if !params.contains(&n.as_str()) {
+                let hint = proxy_syntax::suggest::closest(&n, params.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                let listed = if params.is_empty() {
+                    "it has no parameters".to_string()
+                } else {
+                    format!("its parameters: {}", params.join(", "))
+                };
+                cx.error(
+                    name.span(),
+                    format!(
+                        "route pattern {:?} has no parameter `{n}`{hint}\n  {listed}\n  (other arguments are recognized by type: &mut Session, &mut RequestHeader, &mut Ctx, &Route)",
+                        r.pattern_lit.value()
+                    ),
+                );
+            }
+            continue;
+        }
+        if let Some((_, first)) = seen.iter().find(|(k, _)| same_slot(k, &a.kind)) {
+            let mut e = syn::Error::new(a.ty.span(), "this argument is asked for twice");
+            e.combine(syn::Error::new(*first, "note: first asked for here"));
+            cx.push(e);
+        }
+        seen.push((&a.kind, a.ty.span()));
+    }
+    check_session_conflict(&r.func, true, cx);
+}
+
+fn same_slot(a: &ArgKind, b: &ArgKind) -> bool {
+    use ArgKind::*;
+    matches!(
+        (a, b),
+        (Session { .. }, Session { .. })
+            | (RequestHeader { .. }, RequestHeader { .. })
+            | (ResponseHeader { .. }, ResponseHeader { .. })
+            | (Ctx { .. }, Ctx { .. })
+            | (Route | OptionRoute, Route | OptionRoute)
+            | (Body, Body)
+            | (Peer, Peer)
+            | (Trailers, Trailers)
+    )
+}
+
+/// `&mut Session` and the client's `&mut RequestHeader` cannot be borrowed together.
+fn check_session_conflict(f: &Func, request_in_session: bool, cx: &Ctxt) {
+    if !request_in_session {
+        return;
+    }
+    let session = f
+        .args
+        .iter()
+        .find(|a| matches!(a.kind, ArgKind::Session { .. }));
+    let req = f
+        .args
+        .iter()
+        .find(|a| matches!(a.kind, ArgKind::RequestHeader { .. }));
+    if let (Some(s), Some(r)) = (session, req) {
+        let mutable = matches!(s.kind, ArgKind::Session { mutable: true })
+            || matches!(r.kind, ArgKind::RequestHeader { mutable: true });
+        if mutable {
+            let mut e = syn::Error::new(
+                r.ty.span(),
+                "the request head is part of the session: take `&mut Session` or `&mut RequestHeader`, not both\n  help: use `session.req_header_mut()`",
+            );
+            e.combine(syn::Error::new(
+                s.ty.span(),
+                "note: the session is taken here",
+            ));
+            cx.push(e);
+        }
+    }
+}
+
+const CACHEABLE: u16 = 1 | 2; // GET | HEAD
+
+fn check_cache(r: &Route, cx: &Ctxt) {
+    let Some(c) = &r.cache else { return };
+    if r.methods & !CACHEABLE != 0 {
+        let bad: Vec<&str> = [
+            "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| r.methods & (1 << (i + 2)) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        let mut e = syn::Error::new(
+            c.span,
+            format!(
+                "a cache policy on a route that accepts {}: only GET and HEAD responses are cached\n  help: limit the route to `GET | HEAD`, or split it in two",
+                if r.method_names.iter().any(|m| m == "ANY") {
+                    "ANY method".to_string()
+                } else {
+                    bad.join(", ")
+                }
+            ),
+        );
+        e.combine(syn::Error::new(r.methods_span, "note: the route's methods"));
+        cx.push(e);
+    }
+    if !matches!(r.action, Action::Forward(_)) {
+        cx.error(c.span, "a cache policy needs a route that forwards (`to = Upstream`): local answers are not cached");
+    }
+}
+
+fn host_key(r: &Route) -> String {
+    r.host
+        .as_ref()
+        .map_or_else(String::new, |(h, _)| h.display())
+}
+
+/// Two routes that answer the same requests (same host, overlapping methods, patterns
+/// matching the same paths).
+fn check_collisions(decl: &ProxyDecl, cx: &Ctxt) {
+    for (i, b) in decl.routes.iter().enumerate() {
+        for a in &decl.routes[..i] {
+            if host_key(a) != host_key(b) || a.methods & b.methods == 0 {
+                continue;
+            }
+            if a.pattern.shape() != b.pattern.shape() {
+                continue;
+            }
+            let same = a.pattern_lit.value() == b.pattern_lit.value() && a.methods == b.methods;
+            let msg = if same {
+                format!(
+                    "duplicate route: `{}` repeats `{}` ({} {:?})",
+                    b.func.ident,
+                    a.func.ident,
+                    b.method_names.join("|"),
+                    b.pattern_lit.value()
+                )
+            } else {
+                format!(
+                    "route `{}` matches the same requests as route `{}`: {:?} and {:?} match the same paths and both accept {}",
+                    b.func.ident,
+                    a.func.ident,
+                    b.pattern_lit.value(),
+                    a.pattern_lit.value(),
+                    overlap_names(a.methods & b.methods)
+                )
+            };
+            let mut e = syn::Error::new(b.pattern_lit.span(), msg);
+            e.combine(syn::Error::new(
+                a.pattern_lit.span(),
+                format!("note: route `{}` is declared here", a.func.ident),
+            ));
+            cx.push(e);
+        }
+    }
+}
+
+fn overlap_names(mask: u16) -> String {
+    if mask == (1 << 10) - 1 {
+        return "every method".to_string();
+    }
+    [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(i, _)| mask & (1 << i) != 0)
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// At one position under the same prefix, parameters must share a name (the matcher has
+/// one parameter branch per position).
+fn check_param_names(decl: &ProxyDecl, cx: &Ctxt) {
+    // (host, shape of the prefix, catch-all?) → (name, route index)
+    let mut seen: BTreeMap<(String, String, bool), (String, usize)> = BTreeMap::new();
+    for (i, r) in decl.routes.iter().enumerate() {
+        let mut prefix = String::new();
+        for (k, seg) in r.pattern.segments.iter().enumerate() {
+            let (name, catch_all) = match seg {
+                Segment::Static(s) => {
+                    prefix.push('/');
+                    prefix.push_str(s);
+                    continue;
+                }
+                Segment::Param(n) => (n, false),
+                Segment::CatchAll(n) => (n, true),
+            };
+            let key = (host_key(r), prefix.clone(), catch_all);
+            match seen.get(&key) {
+                Some((other, j)) if other != name => {
+                    let a = &decl.routes[*j];
+                    let lit_off = r.pattern.offsets[k];
+                    let _ = lit_off;
+                    let mut e = syn::Error::new(
+                        r.pattern_lit.span(),
+                        format!(
+                            "parameter `{name}` in route `{}` is at the same position as `{other}` in route `{}`: routes that share a prefix must name the parameter the same",
+                            r.func.ident, a.func.ident
+                        ),
+                    );
+                    e.combine(syn::Error::new(
+                        a.pattern_lit.span(),
+                        format!("note: `{other}` is named here"),
+                    ));
+                    cx.push(e);
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (name.clone(), i));
+                }
+            }
+            prefix.push_str(if catch_all { "/{*}" } else { "/{}" });
+        }
+    }
+}
+
+/// Phase functions: scoped routes exist; single-valued phases are declared once;
+/// arguments that cannot be provided are reported at expansion (spanned assertions).
+fn check_phases(decl: &ProxyDecl, cx: &Ctxt) {
+    let route_names: Vec<String> = decl
+        .routes
+        .iter()
+        .map(|r| r.func.ident.to_string())
+        .collect();
+    for (i, p) in decl.phases.iter().enumerate() {
+        let def = phases::def(p.phase);
+        for r in &p.routes {
+            if !route_names.iter().any(|n| r == n) {
+                let hint = proxy_syntax::suggest::closest(
+                    &r.to_string(),
+                    route_names.iter().map(String::as_str),
+                )
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+                cx.error(r.span(), format!("no route named `{r}`{hint}"));
+            }
+        }
+        if def.combine == Combine::Single
+            && let Some(first) = decl.phases[..i].iter().find(|o| o.phase == p.phase)
+        {
+            let mut e = syn::Error::new(
+                p.phase_span,
+                format!(
+                    "`{}` decides one value: declare it once (it cannot be a pipeline)",
+                    def.name
+                ),
+            );
+            e.combine(syn::Error::new(
+                first.phase_span,
+                "note: already declared here",
+            ));
+            cx.push(e);
+        }
+        if !p.routes.is_empty() && p.phase == phases::Phase::InitDownstreamModules {
+            cx.error(
+                p.phase_span,
+                "`init_downstream_modules` runs once per service: it cannot be scoped to routes",
+            );
+        }
+        let mut seen: Vec<&ArgKind> = Vec::new();
+        for a in &p.func.args {
+            if a.kind != ArgKind::Param && a.kind != ArgKind::Unknown {
+                if seen.iter().any(|k| same_slot(k, &a.kind)) {
+                    cx.error(a.ty.span(), "this argument is asked for twice");
+                }
+                seen.push(&a.kind);
+            }
+        }
+        check_session_conflict(&p.func, def.request_in_session, cx);
+        if def.combine == Combine::ErrorChain
+            && !p.func.args.iter().any(|a| a.kind == ArgKind::ErrorBox)
+        {
+            cx.error(
+                p.func.ident.span(),
+                format!("a `{}` function takes the error by value and returns it: add `e: Box<Error>` and return `Box<Error>`", def.name),
+            );
+        }
+    }
+}
+
+/// Which slot an argument kind takes in a phase, if the phase provides it.
+pub fn slot_for(kind: &ArgKind) -> Option<Slot> {
+    Some(match kind {
+        ArgKind::Session { mutable: true } => Slot::SessionMut,
+        ArgKind::Session { mutable: false } => Slot::SessionRef,
+        ArgKind::RequestHeader { mutable: true } => Slot::RequestMut,
+        ArgKind::RequestHeader { mutable: false } => Slot::RequestRef,
+        ArgKind::ResponseHeader { mutable: true } => Slot::ResponseMut,
+        ArgKind::ResponseHeader { mutable: false } => Slot::ResponseRef,
+        ArgKind::Ctx { mutable: true } => Slot::CtxMut,
+        ArgKind::Ctx { mutable: false } => Slot::CtxRef,
+        ArgKind::Route => Slot::Route,
+        ArgKind::OptionRoute => Slot::OptionRoute,
+        ArgKind::Body => Slot::Body,
+        ArgKind::EndOfStream => Slot::EndOfStream,
+        ArgKind::Reused => Slot::Reused,
+        ArgKind::Peer => Slot::Peer,
+        ArgKind::ErrorRef => Slot::ErrorRef,
+        ArgKind::OptionErrorRef => Slot::OptionErrorRef,
+        ArgKind::ErrorBox => Slot::ErrorBox,
+        ArgKind::Trailers => Slot::Trailers,
+        ArgKind::Modules => Slot::Modules,
+        ArgKind::Param | ArgKind::Unknown => return None,
+    })
+}

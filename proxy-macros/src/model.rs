@@ -1,0 +1,195 @@
+//! The validated model of a `#[proxy]` declaration: what `parse` builds from the
+//! module's items, what `check` verifies across items, and what `expand` generates
+//! code from. Spans are kept for every part an error may need to point at.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use proxy_syntax::pattern::Pattern;
+use syn::{Ident, LitStr};
+
+use crate::phases::Phase;
+
+/// The whole declaration.
+pub struct ProxyDecl {
+    /// Path of the runtime crate (`::proxy_runtime` unless `crate = "..."`).
+    pub krate: syn::Path,
+    /// The proxy's name.
+    pub name: String,
+    /// Listen addresses.
+    pub listen: Vec<String>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Shutdown grace period.
+    pub grace_period: Option<Duration>,
+    /// The `#[ctx]` struct.
+    pub ctx: Option<Ident>,
+    /// Upstream groups, in declaration order.
+    pub upstreams: Vec<Upstream>,
+    /// Routes, in declaration order.
+    pub routes: Vec<Route>,
+    /// Phase functions, in declaration order.
+    pub phases: Vec<PhaseFn>,
+}
+
+/// `#[upstream(...)] struct Name;`
+pub struct Upstream {
+    pub ident: Ident,
+    pub addrs: Vec<String>,
+    pub connect_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub tls: bool,
+    pub sni: Option<String>,
+}
+
+/// A host a route is limited to.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com` (lower case).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// As written.
+    pub fn display(&self) -> String {
+        match self {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(s) => format!("*{s}"),
+        }
+    }
+}
+
+/// What a route does besides (or instead of) its handler.
+pub enum Action {
+    /// Forward to an upstream.
+    Forward(Ident),
+    /// Redirect with this status to a location template.
+    Redirect(u16, LitStr),
+    /// Answer with a status, body and content type.
+    Respond(u16, String, String),
+    /// Only the handler answers.
+    HandlerOnly,
+}
+
+/// How a handler's return type lets the request go on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// `()` or `Result<()>`: always forwards.
+    Forwards,
+    /// `Response` or `Result<Response>`: always answers.
+    Answers,
+    /// `Flow`, `Option<Response>`, `bool` or `Result` of those: either.
+    Either,
+}
+
+/// One function argument, as the DSL understands it.
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub ty: syn::Type,
+    pub kind: ArgKind,
+}
+
+/// What an argument asks for (recognized by how its type is written).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ArgKind {
+    Session {
+        mutable: bool,
+    },
+    RequestHeader {
+        mutable: bool,
+    },
+    ResponseHeader {
+        mutable: bool,
+    },
+    Ctx {
+        mutable: bool,
+    },
+    Route,
+    OptionRoute,
+    Body,
+    EndOfStream,
+    Reused,
+    Peer,
+    ErrorRef,
+    OptionErrorRef,
+    ErrorBox,
+    Trailers,
+    Modules,
+    /// A route parameter (name only known to match later).
+    Param,
+    Unknown,
+}
+
+/// A function the compiler calls: a route handler or a phase function.
+pub struct Func {
+    pub ident: Ident,
+    pub is_async: bool,
+    pub args: Vec<Arg>,
+    pub outcome: Outcome,
+    /// The declared return type (`None` for `()`).
+    pub output: Option<syn::Type>,
+}
+
+/// Header changes declared on a route.
+#[derive(Default)]
+pub struct HeaderOps {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// `#[route(...)] fn name(...)`.
+pub struct Route {
+    pub func: Func,
+    pub attr_span: Span,
+    pub methods: u16,
+    pub method_names: Vec<String>,
+    pub methods_span: Span,
+    pub host: Option<(HostPattern, Span)>,
+    pub pattern: Pattern,
+    pub pattern_lit: LitStr,
+    pub action: Action,
+    pub action_span: Span,
+    pub retries: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub strip_prefix: Option<String>,
+    pub rewrite: Option<LitStr>,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    pub on_param_error: u16,
+    pub cache: Option<CachePolicy>,
+}
+
+/// A request part named in a cache policy.
+pub enum RequestPart {
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+/// `#[cache(...)]` on a route.
+pub struct CachePolicy {
+    pub span: Span,
+    pub ttl: Option<Duration>,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+    pub vary: Vec<String>,
+    pub key: Vec<RequestPart>,
+    pub bypass: Vec<RequestPart>,
+    pub max_size: Option<u64>,
+    pub lock_timeout: Option<Duration>,
+}
+
+/// `#[phase(name, routes = [...])] fn ...`.
+pub struct PhaseFn {
+    pub phase: Phase,
+    pub phase_span: Span,
+    pub func: Func,
+    pub routes: Vec<Ident>,
+}

@@ -1,0 +1,1123 @@
+//! From the `#[proxy]` module's syntax to the [`model`](crate::model): every marker
+//! attribute is read (and removed, so the items compile as plain Rust), every option
+//! checked on its own; mistakes are recorded in the [`Ctxt`] and parsing goes on.
+
+use proc_macro2::{Span, TokenStream};
+use proxy_syntax::address::parse_address;
+use proxy_syntax::pattern::parse_pattern;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, FnArg, Ident, Item, ItemFn, LitStr, Pat, ReturnType, Type};
+
+use crate::args::{Options, expect_str, parse_args};
+use crate::ctxt::Ctxt;
+use crate::lit::error_in_lit;
+use crate::model::*;
+use crate::phases;
+
+/// The marker attributes read inside a `#[proxy]` module.
+const MARKERS: [&str; 5] = ["ctx", "upstream", "route", "cache", "phase"];
+
+/// Names the expansion defines inside the module.
+pub const RESERVED: [&str; 8] = [
+    "Proxy",
+    "RequestCtx",
+    "Route",
+    "ROUTES",
+    "SPEC",
+    "service",
+    "run",
+    "config",
+];
+
+const PROXY_OPTIONS: &[&str] = &["listen", "name", "threads", "grace_period", "crate"];
+const UPSTREAM_OPTIONS: &[&str] = &[
+    "addrs",
+    "lb",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "idle_timeout",
+    "retries",
+    "tls",
+    "sni",
+];
+const ROUTE_OPTIONS: &[&str] = &[
+    "to",
+    "host",
+    "retries",
+    "timeout",
+    "connect_timeout",
+    "strip_prefix",
+    "rewrite",
+    "redirect",
+    "status",
+    "respond",
+    "body",
+    "content_type",
+    "set_request_headers",
+    "add_request_headers",
+    "remove_request_headers",
+    "set_response_headers",
+    "add_response_headers",
+    "remove_response_headers",
+    "on_param_error",
+];
+const CACHE_OPTIONS: &[&str] = &[
+    "ttl",
+    "stale_while_revalidate",
+    "stale_if_error",
+    "vary",
+    "key",
+    "bypass",
+    "max_size",
+    "lock_timeout",
+];
+const LB_POLICIES: &[&str] = &["round_robin"];
+
+fn marker_name(attr: &Attribute) -> Option<&'static str> {
+    let last = attr.path().segments.last()?.ident.to_string();
+    MARKERS.iter().copied().find(|m| *m == last)
+}
+
+/// Take the marker attributes off an attribute list.
+fn take_markers(attrs: &mut Vec<Attribute>) -> Vec<(&'static str, Attribute)> {
+    let mut taken = Vec::new();
+    attrs.retain(|a| match marker_name(a) {
+        Some(m) => {
+            taken.push((m, a.clone()));
+            false
+        }
+        None => true,
+    });
+    taken
+}
+
+fn attr_tokens(attr: &Attribute) -> TokenStream {
+    match &attr.meta {
+        syn::Meta::List(l) => l.tokens.clone(),
+        _ => TokenStream::new(),
+    }
+}
+
+/// Parse the module attribute and the module's items. Marker attributes are removed
+/// from `items` whatever happens.
+pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt) -> ProxyDecl {
+    let (positionals, opts) = Options::new(parse_args(attr, cx), PROXY_OPTIONS, "#[proxy]", cx);
+    for p in positionals {
+        cx.error_spanned(
+            p,
+            "#[proxy] takes options only, e.g. #[proxy(listen = \"0.0.0.0:8080\")]",
+        );
+    }
+    let krate: syn::Path = match opts.string("crate", cx) {
+        Some(l) => match l.parse::<syn::Path>() {
+            Ok(p) => p,
+            Err(_) => {
+                cx.error(l.span(), "`crate` must be a path, e.g. \"::proxy_runtime\"");
+                syn::parse_quote!(::proxy_runtime)
+            }
+        },
+        None => syn::parse_quote!(::proxy_runtime),
+    };
+    let listen: Vec<String> = opts
+        .strings("listen", cx)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| match l.value().parse::<std::net::SocketAddr>() {
+            Ok(_) => Some(l.value()),
+            Err(_) => {
+                cx.error(
+                    l.span(),
+                    format!(
+                        "invalid listen address {:?}: expected \"ip:port\"",
+                        l.value()
+                    ),
+                );
+                None
+            }
+        })
+        .collect();
+    let threads = opts.int::<usize>("threads", cx).and_then(|(t, span)| {
+        if t == 0 {
+            cx.error(span, "`threads` must be at least 1");
+            None
+        } else {
+            Some(t)
+        }
+    });
+    let name = opts
+        .string("name", cx)
+        .map_or_else(|| mod_ident.to_string(), |l| l.value());
+
+    let mut decl = ProxyDecl {
+        krate,
+        name,
+        listen,
+        threads,
+        grace_period: opts.duration("grace_period", cx),
+        ctx: None,
+        upstreams: Vec::new(),
+        routes: Vec::new(),
+        phases: Vec::new(),
+    };
+
+    // First pass: the context type, so arguments can be recognized by it.
+    let mut ctx_first: Option<Span> = None;
+    for item in items.iter() {
+        if let Item::Struct(s) = item
+            && s.attrs.iter().any(|a| marker_name(a) == Some("ctx"))
+        {
+            match ctx_first {
+                None => {
+                    ctx_first = Some(s.ident.span());
+                    decl.ctx = Some(s.ident.clone());
+                }
+                Some(first) => {
+                    let mut e = syn::Error::new(
+                        s.ident.span(),
+                        "a proxy has one #[ctx] struct; this is a second one",
+                    );
+                    e.combine(syn::Error::new(
+                        first,
+                        "note: the first #[ctx] struct is here",
+                    ));
+                    cx.push(e);
+                }
+            }
+        }
+    }
+
+    for item in items.iter_mut() {
+        check_reserved(item, cx);
+        match item {
+            Item::Struct(s) => {
+                let markers = take_markers(&mut s.attrs);
+                for (m, a) in markers {
+                    match m {
+                        "ctx" => {
+                            if !attr_tokens(&a).is_empty() {
+                                cx.error_spanned(&a, "#[ctx] takes no options");
+                            }
+                        }
+                        "upstream" => {
+                            if !matches!(s.fields, syn::Fields::Unit) {
+                                cx.error(
+                                    s.ident.span(),
+                                    "an #[upstream] is a unit struct: `pub struct Api;`",
+                                );
+                            }
+                            if let Some(u) = parse_upstream(&a, &s.ident, cx) {
+                                decl.upstreams.push(u);
+                            }
+                        }
+                        other => cx.error_spanned(
+                            &a,
+                            format!("#[{other}] goes on a function, not a struct"),
+                        ),
+                    }
+                }
+            }
+            Item::Fn(f) => {
+                let markers = take_markers(&mut f.attrs);
+                parse_fn_markers(f, markers, &mut decl, cx);
+            }
+            other => {
+                let attrs: Option<&mut Vec<Attribute>> = match other {
+                    Item::Enum(i) => Some(&mut i.attrs),
+                    Item::Const(i) => Some(&mut i.attrs),
+                    Item::Static(i) => Some(&mut i.attrs),
+                    Item::Impl(i) => Some(&mut i.attrs),
+                    Item::Mod(i) => Some(&mut i.attrs),
+                    Item::Type(i) => Some(&mut i.attrs),
+                    Item::Use(i) => Some(&mut i.attrs),
+                    Item::Trait(i) => Some(&mut i.attrs),
+                    _ => None,
+                };
+                if let Some(attrs) = attrs {
+                    for (m, a) in take_markers(attrs) {
+                        cx.error_spanned(&a, format!("#[{m}] cannot be used on this item"));
+                    }
+                }
+            }
+        }
+    }
+    decl
+}
+
+fn check_reserved(item: &Item, cx: &Ctxt) {
+    let ident = match item {
+        Item::Struct(i) => Some(&i.ident),
+        Item::Enum(i) => Some(&i.ident),
+        Item::Fn(i) => Some(&i.sig.ident),
+        Item::Const(i) => Some(&i.ident),
+        Item::Static(i) => Some(&i.ident),
+        Item::Type(i) => Some(&i.ident),
+        Item::Mod(i) => Some(&i.ident),
+        Item::Trait(i) => Some(&i.ident),
+        _ => None,
+    };
+    if let Some(i) = ident
+        && (RESERVED.contains(&i.to_string().as_str()) || i.to_string().starts_with("__"))
+    {
+        cx.error(
+            i.span(),
+            format!(
+                "`{i}` is defined by #[proxy] in this module; choose another name\n  reserved: {}, and names starting with `__`",
+                RESERVED.join(", ")
+            ),
+        );
+    }
+}
+
+fn parse_fn_markers(
+    f: &ItemFn,
+    markers: Vec<(&'static str, Attribute)>,
+    decl: &mut ProxyDecl,
+    cx: &Ctxt,
+) {
+    let route_attrs: Vec<&Attribute> = markers
+        .iter()
+        .filter(|(m, _)| *m == "route")
+        .map(|(_, a)| a)
+        .collect();
+    let cache_attrs: Vec<&Attribute> = markers
+        .iter()
+        .filter(|(m, _)| *m == "cache")
+        .map(|(_, a)| a)
+        .collect();
+    let phase_attrs: Vec<&Attribute> = markers
+        .iter()
+        .filter(|(m, _)| *m == "phase")
+        .map(|(_, a)| a)
+        .collect();
+    for (m, a) in &markers {
+        if matches!(*m, "ctx" | "upstream") {
+            cx.error_spanned(a, format!("#[{m}] goes on a struct, not a function"));
+        }
+    }
+    if route_attrs.len() > 1 {
+        cx.error_spanned(
+            route_attrs[1],
+            "one #[route] per function: declare another function for this route",
+        );
+    }
+    if cache_attrs.len() > 1 {
+        cx.error_spanned(cache_attrs[1], "#[cache] is given twice");
+    }
+    if !route_attrs.is_empty() && !phase_attrs.is_empty() {
+        cx.error_spanned(
+            phase_attrs[0],
+            "a function is either a route handler or a phase, not both",
+        );
+        return;
+    }
+    if route_attrs.is_empty() && !cache_attrs.is_empty() {
+        cx.error_spanned(cache_attrs[0], "#[cache] goes on a #[route] function");
+    }
+    let func = analyze_fn(f, decl.ctx.as_ref(), cx);
+    if let Some(route_attr) = route_attrs.first() {
+        let cache = cache_attrs.first().and_then(|a| parse_cache(a, cx));
+        if let Some(r) = parse_route(route_attr, func, cache, cx) {
+            decl.routes.push(r);
+        }
+    } else if let Some(phase_attr) = phase_attrs.first() {
+        if phase_attrs.len() > 1 {
+            cx.error_spanned(
+                phase_attrs[1],
+                "one #[phase] per function: declare another function",
+            );
+        }
+        if let Some(p) = parse_phase(phase_attr, func, cx) {
+            decl.phases.push(p);
+        }
+    }
+}
+
+/// Recognize a function's arguments and what its return type allows.
+fn analyze_fn(f: &ItemFn, ctx: Option<&Ident>, cx: &Ctxt) -> Func {
+    let mut args = Vec::new();
+    for input in &f.sig.inputs {
+        match input {
+            FnArg::Receiver(r) => cx.error_spanned(
+                r,
+                "phase and route functions are free functions (no `self`)",
+            ),
+            FnArg::Typed(pt) => {
+                let name = match &*pt.pat {
+                    Pat::Ident(pi) => Some(pi.ident.clone()),
+                    Pat::Wild(_) => None,
+                    other => {
+                        cx.error_spanned(other, "use a plain name for this argument");
+                        None
+                    }
+                };
+                let kind = classify(&pt.ty, name.as_ref(), ctx);
+                args.push(Arg {
+                    name,
+                    ty: (*pt.ty).clone(),
+                    kind,
+                });
+            }
+        }
+    }
+    if !f.sig.generics.params.is_empty() {
+        cx.error_spanned(
+            &f.sig.generics,
+            "phase and route functions cannot be generic",
+        );
+    }
+    let output = match &f.sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, t) => Some((**t).clone()),
+    };
+    Func {
+        ident: f.sig.ident.clone(),
+        is_async: f.sig.asyncness.is_some(),
+        args,
+        outcome: outcome_of(output.as_ref()),
+        output,
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        Type::Paren(p) => last_segment(&p.elem),
+        Type::Group(g) => last_segment(&g.elem),
+        _ => None,
+    }
+}
+
+fn first_generic(seg: &syn::PathSegment) -> Option<&Type> {
+    match &seg.arguments {
+        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn is_named(ty: &Type, name: &str) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == name)
+}
+
+/// What an argument asks for, from how its type is written.
+pub fn classify(ty: &Type, name: Option<&Ident>, ctx: Option<&Ident>) -> ArgKind {
+    match ty {
+        Type::Reference(r) => {
+            let mutable = r.mutability.is_some();
+            let inner = &*r.elem;
+            let Some(seg) = last_segment(inner) else {
+                return ArgKind::Unknown;
+            };
+            let id = seg.ident.to_string();
+            if ctx.is_some_and(|c| seg.ident == *c) {
+                return ArgKind::Ctx { mutable };
+            }
+            match id.as_str() {
+                "Session" => ArgKind::Session { mutable },
+                "RequestHeader" => ArgKind::RequestHeader { mutable },
+                "ResponseHeader" => ArgKind::ResponseHeader { mutable },
+                "Route" if !mutable => ArgKind::Route,
+                "HttpPeer" if !mutable => ArgKind::Peer,
+                "Error" if !mutable => ArgKind::ErrorRef,
+                "HeaderMap" if mutable => ArgKind::Trailers,
+                "HttpModules" if mutable => ArgKind::Modules,
+                "Option" if mutable && first_generic(seg).is_some_and(|t| is_named(t, "Bytes")) => {
+                    ArgKind::Body
+                }
+                _ => ArgKind::Unknown,
+            }
+        }
+        _ => {
+            if let Some(seg) = last_segment(ty) {
+                let id = seg.ident.to_string();
+                let generic_ref = first_generic(seg).and_then(|t| match t {
+                    Type::Reference(r) if r.mutability.is_none() => {
+                        last_segment(&r.elem).map(|s| s.ident.to_string())
+                    }
+                    _ => None,
+                });
+                match (id.as_str(), generic_ref.as_deref()) {
+                    ("Option", Some("Route")) => return ArgKind::OptionRoute,
+                    ("Option", Some("Error")) => return ArgKind::OptionErrorRef,
+                    ("Box", _) if first_generic(seg).is_some_and(|t| is_named(t, "Error")) => {
+                        return ArgKind::ErrorBox;
+                    }
+                    ("bool", _) => {
+                        let n = name.map(|n| n.to_string()).unwrap_or_default();
+                        match n.as_str() {
+                            "end_of_stream" | "eos" | "_end_of_stream" => {
+                                return ArgKind::EndOfStream;
+                            }
+                            "reused" | "client_reused" | "_reused" => return ArgKind::Reused,
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if name.is_some() {
+                ArgKind::Param
+            } else {
+                ArgKind::Unknown
+            }
+        }
+    }
+}
+
+fn outcome_of(output: Option<&Type>) -> Outcome {
+    let Some(ty) = output else {
+        return Outcome::Forwards;
+    };
+    if let Type::Tuple(t) = ty
+        && t.elems.is_empty()
+    {
+        return Outcome::Forwards;
+    }
+    let Some(seg) = last_segment(ty) else {
+        return Outcome::Either;
+    };
+    match seg.ident.to_string().as_str() {
+        "Response" => Outcome::Answers,
+        "Result" => match first_generic(seg) {
+            Some(Type::Tuple(t)) if t.elems.is_empty() => Outcome::Forwards,
+            Some(inner) if is_named(inner, "Response") => Outcome::Answers,
+            _ => Outcome::Either,
+        },
+        _ => Outcome::Either,
+    }
+}
+
+fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream> {
+    let (positionals, opts) = Options::new(
+        parse_args(attr_tokens(attr), cx),
+        UPSTREAM_OPTIONS,
+        "#[upstream]",
+        cx,
+    );
+    for p in positionals {
+        cx.error_spanned(
+            p,
+            "#[upstream] takes options only, e.g. #[upstream(addrs = [\"10.0.0.1:80\"])]",
+        );
+    }
+    let mut addrs = Vec::new();
+    match opts.strings("addrs", cx) {
+        None if !opts.has("addrs") => {
+            cx.error(
+                ident.span(),
+                format!("upstream `{ident}` needs `addrs = [\"ip:port\", ...]`"),
+            );
+        }
+        None => {}
+        Some(list) => {
+            if list.is_empty() && opts.has("addrs") {
+                cx.error(
+                    opts.key_span("addrs").unwrap_or(ident.span()),
+                    "`addrs` is empty: give at least one address",
+                );
+            }
+            for lit in list {
+                match parse_address(&lit.value()) {
+                    Ok(_) => addrs.push(lit.value()),
+                    Err(e) => error_in_lit(cx, &lit, &e, "invalid upstream address"),
+                }
+            }
+        }
+    }
+    if let Some(lb) = opts.ident("lb", cx) {
+        let name = lb.to_string();
+        if !LB_POLICIES.contains(&name.as_str()) {
+            let hint = proxy_syntax::suggest::closest(&name, LB_POLICIES.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            cx.error(
+                lb.span(),
+                format!(
+                    "unknown load-balancing policy `{name}`{hint}\n  valid policies: {}",
+                    LB_POLICIES.join(", ")
+                ),
+            );
+        }
+    }
+    let sni = opts.string("sni", cx).map(|s| s.value());
+    let tls = opts.flag("tls", cx);
+    if sni.is_some() && !tls {
+        cx.error(
+            opts.key_span("sni").unwrap_or(ident.span()),
+            "`sni` needs `tls`",
+        );
+    }
+    Some(Upstream {
+        ident: ident.clone(),
+        addrs,
+        connect_timeout: opts.duration("connect_timeout", cx),
+        read_timeout: opts.duration("read_timeout", cx),
+        write_timeout: opts.duration("write_timeout", cx),
+        idle_timeout: opts.duration("idle_timeout", cx),
+        retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
+        tls,
+        sni,
+    })
+}
+
+const METHOD_NAMES: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// `GET`, `GET | HEAD`, `ANY`.
+fn parse_methods(e: &Expr, cx: &Ctxt) -> (u16, Vec<String>) {
+    let mut idents = Vec::new();
+    fn walk(e: &Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::BitOr(_)) => {
+                walk(&b.left, out);
+                walk(&b.right, out);
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    walk(e, &mut idents);
+    let mut mask = 0u16;
+    let mut names = Vec::new();
+    let valid = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, ANY";
+    for m in idents {
+        let ident = match &m {
+            Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+            _ => None,
+        };
+        let Some(ident) = ident else {
+            cx.error_spanned(
+                &m,
+                format!("expected a method, e.g. `GET` or `GET | HEAD` (valid: {valid})"),
+            );
+            continue;
+        };
+        let name = ident.to_string();
+        if name == "ANY" {
+            if mask != 0 || idents_len_gt1(e) {
+                cx.error(ident.span(), "`ANY` already includes every method");
+            }
+            mask = (1 << 10) - 1;
+            names = vec!["ANY".to_string()];
+            continue;
+        }
+        if name == "CONNECT" {
+            cx.error(
+                ident.span(),
+                "CONNECT cannot be routed: a reverse proxy refuses it with 405",
+            );
+            continue;
+        }
+        match METHOD_NAMES.iter().position(|n| *n == name) {
+            Some(i) => {
+                let bit = 1u16 << i;
+                if mask & bit != 0 {
+                    cx.error(ident.span(), format!("method `{name}` is listed twice"));
+                }
+                mask |= bit;
+                names.push(name);
+            }
+            None => {
+                let upper = name.to_ascii_uppercase();
+                let hint = if METHOD_NAMES.contains(&upper.as_str()) || upper == "ANY" {
+                    format!("; methods are upper case: `{upper}`")
+                } else {
+                    proxy_syntax::suggest::closest(
+                        &name,
+                        METHOD_NAMES.iter().copied().chain(["ANY"]),
+                    )
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default()
+                };
+                cx.error(
+                    ident.span(),
+                    format!("unknown method `{name}`{hint}\n  valid: {valid}"),
+                );
+            }
+        }
+    }
+    (mask, names)
+}
+
+fn idents_len_gt1(e: &Expr) -> bool {
+    matches!(e, Expr::Binary(_))
+}
+
+fn parse_host(lit: &LitStr, cx: &Ctxt) -> Option<HostPattern> {
+    let v = lit.value();
+    let lower = v.to_ascii_lowercase();
+    if v == "*" {
+        cx.error(
+            lit.span(),
+            "`host = \"*\"` is the default: leave `host` out to match every host",
+        );
+        return None;
+    }
+    if lower.contains(':') {
+        cx.error(
+            lit.span(),
+            "hosts are matched without the port: remove `:port`",
+        );
+        return None;
+    }
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, lower.clone()),
+    };
+    if name.contains('*') {
+        cx.error(
+            lit.span(),
+            "a wildcard host is written `*.example.com` (one leading `*.`)",
+        );
+        return None;
+    }
+    let valid = !name.is_empty()
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+        });
+    if !valid {
+        cx.error(
+            lit.span(),
+            format!(
+                "invalid host {v:?}: expected a name like \"api.example.com\" or \"*.example.com\""
+            ),
+        );
+        return None;
+    }
+    Some(if wild {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name)
+    })
+}
+
+fn header_pairs(opts: &Options, key: &str, cx: &Ctxt) -> Vec<(String, String)> {
+    let Some(list) = opts.list(key, cx) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in list {
+        match &e {
+            Expr::Tuple(t) if t.elems.len() == 2 => {
+                let name = expect_str(&t.elems[0], key, cx);
+                let value = expect_str(&t.elems[1], key, cx);
+                if let (Some(n), Some(v)) = (name, value) {
+                    if !n
+                        .value()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                        || n.value().is_empty()
+                    {
+                        cx.error(n.span(), format!("invalid header name {:?}", n.value()));
+                    } else if v
+                        .value()
+                        .bytes()
+                        .any(|b| b == b'\r' || b == b'\n' || b == 0)
+                    {
+                        cx.error(v.span(), "a header value cannot contain CR, LF or NUL");
+                    } else {
+                        out.push((n.value(), v.value()));
+                    }
+                }
+            }
+            other => cx.error_spanned(
+                other,
+                format!("`{key}` takes pairs: [(\"name\", \"value\"), ...]"),
+            ),
+        }
+    }
+    out
+}
+
+fn header_names(opts: &Options, key: &str, cx: &Ctxt) -> Vec<String> {
+    opts.strings(key, cx)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| l.value())
+        .collect()
+}
+
+fn parse_route(
+    attr: &Attribute,
+    func: Func,
+    cache: Option<CachePolicy>,
+    cx: &Ctxt,
+) -> Option<Route> {
+    let (positionals, opts) = Options::new(
+        parse_args(attr_tokens(attr), cx),
+        ROUTE_OPTIONS,
+        "#[route]",
+        cx,
+    );
+    let mut pos = positionals.into_iter();
+    let Some(methods_expr) = pos.next() else {
+        cx.error_spanned(
+            attr,
+            "#[route] needs methods and a path: #[route(GET, \"/path\", to = Upstream)]",
+        );
+        return None;
+    };
+    let (methods, method_names) = parse_methods(&methods_expr, cx);
+    let Some(pattern_expr) = pos.next() else {
+        cx.error_spanned(
+            attr,
+            "#[route] needs a path pattern after the methods: #[route(GET, \"/path\")]",
+        );
+        return None;
+    };
+    for extra in pos {
+        cx.error_spanned(
+            extra,
+            "unexpected argument: after the methods and the path, only `key = value` options",
+        );
+    }
+    let pattern_lit = expect_str(&pattern_expr, "path", cx)?;
+    let pattern = match parse_pattern(&pattern_lit.value()) {
+        Ok(p) => p,
+        Err(e) => {
+            error_in_lit(cx, &pattern_lit, &e, "invalid route pattern");
+            return None;
+        }
+    };
+    let host = opts
+        .string("host", cx)
+        .and_then(|l| parse_host(&l, cx).map(|h| (h, l.span())));
+
+    let to = opts.ident("to", cx);
+    let redirect = opts.string("redirect", cx);
+    let respond = opts.int::<u16>("respond", cx);
+    let status = opts.int::<u16>("status", cx);
+    let body = opts.string("body", cx);
+    let content_type = opts.string("content_type", cx);
+    let targets = [
+        opts.key_span("to"),
+        opts.key_span("redirect"),
+        opts.key_span("respond"),
+    ];
+    let given: Vec<Span> = targets.iter().flatten().copied().collect();
+    if given.len() > 1 {
+        cx.error(given[1], "a route does one of `to`, `redirect`, `respond`");
+    }
+    let action = if let Some(up) = to {
+        Action::Forward(up)
+    } else if let Some(loc) = redirect {
+        let code = status.map_or(302, |(s, span)| {
+            if ![301, 302, 303, 307, 308].contains(&s) {
+                cx.error(span, "a redirect status is 301, 302, 303, 307 or 308");
+            }
+            s
+        });
+        check_template(&loc, &pattern, "redirect", cx);
+        Action::Redirect(code, loc)
+    } else if let Some((code, span)) = respond {
+        if !(200..=599).contains(&code) {
+            cx.error(span, "`respond` takes a final status code (200-599)");
+        }
+        Action::Respond(
+            code,
+            body.as_ref().map(LitStr::value).unwrap_or_default(),
+            content_type
+                .as_ref()
+                .map_or_else(|| "text/plain; charset=utf-8".to_string(), LitStr::value),
+        )
+    } else {
+        Action::HandlerOnly
+    };
+    if status.is_some() && !matches!(action, Action::Redirect(..)) {
+        cx.error(
+            opts.key_span("status").unwrap_or(attr.span()),
+            "`status` goes with `redirect`; for a local answer use `respond = CODE`",
+        );
+    }
+    if (body.is_some() || content_type.is_some()) && !matches!(action, Action::Respond(..)) {
+        cx.error(
+            opts.key_span("body")
+                .or(opts.key_span("content_type"))
+                .unwrap_or(attr.span()),
+            "`body` and `content_type` go with `respond = CODE`",
+        );
+    }
+    let strip_prefix = opts.string("strip_prefix", cx);
+    let rewrite = opts.string("rewrite", cx);
+    if strip_prefix.is_some() && rewrite.is_some() {
+        cx.error(
+            opts.key_span("rewrite").unwrap_or(attr.span()),
+            "use `strip_prefix` or `rewrite`, not both",
+        );
+    }
+    if let Some(sp) = &strip_prefix {
+        let v = sp.value();
+        let static_prefix = pattern_lit
+            .value()
+            .split('{')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if !v.starts_with('/') || !static_prefix.starts_with(&v) {
+            cx.error(
+                sp.span(),
+                format!(
+                    "`strip_prefix` {v:?} is not a prefix of the route's path {:?}",
+                    pattern_lit.value()
+                ),
+            );
+        }
+    }
+    if let Some(rw) = &rewrite {
+        if !rw.value().starts_with('/') {
+            cx.error(rw.span(), "`rewrite` is a path: it starts with `/`");
+        }
+        check_template(rw, &pattern, "rewrite", cx);
+    }
+    if !matches!(action, Action::Forward(_)) {
+        for k in [
+            "retries",
+            "timeout",
+            "connect_timeout",
+            "strip_prefix",
+            "rewrite",
+            "set_request_headers",
+            "add_request_headers",
+            "remove_request_headers",
+        ] {
+            if let Some(span) = opts.key_span(k) {
+                cx.error(
+                    span,
+                    format!("`{k}` only applies to a route that forwards (`to = Upstream`)"),
+                );
+            }
+        }
+    }
+    let on_param_error = opts
+        .int::<u16>("on_param_error", cx)
+        .map_or(404, |(s, span)| {
+            if !(400..=599).contains(&s) {
+                cx.error(span, "`on_param_error` is an error status (400-599)");
+            }
+            s
+        });
+    let action_span = given.first().copied().unwrap_or_else(|| attr.span());
+    Some(Route {
+        func,
+        attr_span: attr.span(),
+        methods,
+        method_names,
+        methods_span: methods_expr.span(),
+        host,
+        pattern,
+        pattern_lit,
+        action,
+        action_span,
+        retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
+        timeout: opts.duration("timeout", cx),
+        connect_timeout: opts.duration("connect_timeout", cx),
+        strip_prefix: strip_prefix.map(|s| s.value()),
+        rewrite,
+        request_headers: HeaderOps {
+            set: header_pairs(&opts, "set_request_headers", cx),
+            add: header_pairs(&opts, "add_request_headers", cx),
+            remove: header_names(&opts, "remove_request_headers", cx),
+        },
+        response_headers: HeaderOps {
+            set: header_pairs(&opts, "set_response_headers", cx),
+            add: header_pairs(&opts, "add_response_headers", cx),
+            remove: header_names(&opts, "remove_response_headers", cx),
+        },
+        on_param_error,
+        cache,
+    })
+}
+
+/// `{name}` references in a redirect/rewrite template must be parameters of the pattern.
+fn check_template(lit: &LitStr, pattern: &proxy_syntax::pattern::Pattern, what: &str, cx: &Ctxt) {
+    let v = lit.value();
+    let params: Vec<&str> = pattern.params().collect();
+    let mut rest = v.as_str();
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            let e = proxy_syntax::SyntaxError::new(
+                offset + open,
+                rest.len() - open,
+                "`{` is never closed",
+            );
+            error_in_lit(cx, lit, &e, &format!("invalid `{what}` template"));
+            return;
+        };
+        let name = rest[open + 1..open + close].trim_start_matches('*');
+        if !params.contains(&name) {
+            let mut e = proxy_syntax::SyntaxError::new(
+                offset + open,
+                close + 1,
+                format!("the route has no parameter `{name}`"),
+            );
+            if let Some(s) = proxy_syntax::suggest::closest(name, params.iter().copied()) {
+                e = e.hint(format!("did you mean `{{{s}}}`?"));
+            } else if !params.is_empty() {
+                e = e.hint(format!("parameters: {}", params.join(", ")));
+            }
+            error_in_lit(cx, lit, &e, &format!("invalid `{what}` template"));
+        }
+        offset += open + close + 1;
+        rest = &rest[open + close + 1..];
+    }
+}
+
+fn request_parts(opts: &Options, key: &str, cx: &Ctxt) -> Vec<RequestPart> {
+    let Some(list) = opts.list(key, cx) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in list {
+        let parsed = match &e {
+            Expr::Call(c) if c.args.len() == 1 => match (&*c.func, c.args.first()) {
+                (Expr::Path(p), Some(arg)) => p.path.get_ident().map(|i| (i.clone(), arg.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((kind, arg)) = parsed else {
+            cx.error_spanned(
+                &e,
+                format!("`{key}` takes header(\"name\"), cookie(\"name\") or query(\"name\")"),
+            );
+            continue;
+        };
+        let Some(name) = expect_str(&arg, key, cx) else {
+            continue;
+        };
+        match kind.to_string().as_str() {
+            "header" => out.push(RequestPart::Header(name.value().to_ascii_lowercase())),
+            "cookie" => out.push(RequestPart::Cookie(name.value())),
+            "query" => out.push(RequestPart::Query(name.value())),
+            other => cx.error(
+                kind.span(),
+                format!("unknown request part `{other}`: use header, cookie or query"),
+            ),
+        }
+    }
+    out
+}
+
+fn parse_cache(attr: &Attribute, cx: &Ctxt) -> Option<CachePolicy> {
+    let (positionals, opts) = Options::new(
+        parse_args(attr_tokens(attr), cx),
+        CACHE_OPTIONS,
+        "#[cache]",
+        cx,
+    );
+    for p in positionals {
+        cx.error_spanned(
+            p,
+            "#[cache] takes options only, e.g. #[cache(ttl = \"5m\")]",
+        );
+    }
+    let policy = CachePolicy {
+        span: attr.span(),
+        ttl: opts.duration("ttl", cx),
+        stale_while_revalidate: opts.duration("stale_while_revalidate", cx),
+        stale_if_error: opts.duration("stale_if_error", cx),
+        vary: opts
+            .strings("vary", cx)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.value().to_ascii_lowercase())
+            .collect(),
+        key: request_parts(&opts, "key", cx),
+        bypass: request_parts(&opts, "bypass", cx),
+        max_size: opts.size("max_size", cx),
+        lock_timeout: opts.duration("lock_timeout", cx),
+    };
+    if policy.vary.iter().any(|v| v == "*") {
+        cx.error(
+            opts.key_span("vary").unwrap_or(attr.span()),
+            "`vary = [\"*\"]` means never cache: remove #[cache] instead",
+        );
+    }
+    Some(policy)
+}
+
+fn parse_phase(attr: &Attribute, func: Func, cx: &Ctxt) -> Option<PhaseFn> {
+    let (positionals, opts) = Options::new(
+        parse_args(attr_tokens(attr), cx),
+        &["routes"],
+        "#[phase]",
+        cx,
+    );
+    let mut pos = positionals.into_iter();
+    let Some(first) = pos.next() else {
+        cx.error_spanned(
+            attr,
+            format!(
+                "#[phase] needs a phase name, e.g. #[phase(request_filter)]\n  phases: {}",
+                phases::names().join(", ")
+            ),
+        );
+        return None;
+    };
+    for extra in pos {
+        cx.error_spanned(
+            extra,
+            "#[phase] takes one phase name (and optionally `routes = [...]`)",
+        );
+    }
+    let ident = match &first {
+        Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+        _ => None,
+    };
+    let Some(ident) = ident else {
+        cx.error_spanned(&first, "expected a phase name, e.g. `request_filter`");
+        return None;
+    };
+    let name = ident.to_string();
+    let Some(def) = phases::by_name(&name) else {
+        let names = phases::names();
+        let hint = proxy_syntax::suggest::closest(&name, names.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        let msg = match name.as_str() {
+            "upstream_peer" => {
+                "`upstream_peer` is generated from the routes: use #[route(..., to = Upstream)]"
+                    .to_string()
+            }
+            "new_ctx" => {
+                "`new_ctx` is generated: the #[ctx] struct's Default makes each request's context"
+                    .to_string()
+            }
+            _ => format!(
+                "unknown phase `{name}`{hint}\n  phases: {}",
+                names.join(", ")
+            ),
+        };
+        cx.error(ident.span(), msg);
+        return None;
+    };
+    let routes = match opts.list("routes", cx) {
+        None => Vec::new(),
+        Some(list) => list
+            .into_iter()
+            .filter_map(|e| match &e {
+                Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+                other => {
+                    cx.error_spanned(
+                        other,
+                        "`routes` lists route function names: routes = [user, assets]",
+                    );
+                    None
+                }
+            })
+            .collect(),
+    };
+    Some(PhaseFn {
+        phase: def.phase,
+        phase_span: ident.span(),
+        func,
+        routes,
+    })
+}

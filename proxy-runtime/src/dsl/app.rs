@@ -1,0 +1,168 @@
+//! The binary around a DSL-declared proxy: command line, configuration, logging,
+//! start-up checks, and the server. `my_proxy::run()` calls [`run`].
+//!
+//! ```text
+//! my-proxy [--config FILE] [--listen ADDR]... [--threads N] [--print-routes] [--check]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::config::ProxyConfig;
+use super::routing::RouteTable;
+use super::upstreams::UpstreamSpec;
+use crate::error::Result;
+use crate::proxy_trait::ProxyHttp;
+use crate::server::{HttpProxyService, HttpProxyServiceBuilder, Server, ServerConf};
+
+/// What the compiler knows about a declared proxy.
+#[derive(Debug)]
+pub struct AppSpec {
+    /// The proxy's name (logs, metrics, environment variables).
+    pub name: &'static str,
+    /// Declared listen addresses.
+    pub listen: &'static [&'static str],
+    /// Declared worker threads.
+    pub threads: Option<usize>,
+    /// Declared shutdown grace period.
+    pub grace_period: Option<Duration>,
+    /// Declared upstream groups.
+    pub upstreams: &'static [UpstreamSpec],
+    /// The route table.
+    pub routes: RouteTable,
+    /// Retries the service must allow (the largest any route asks for).
+    pub max_retries: u32,
+}
+
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Configuration file (TOML): listen, threads, grace_period, log, upstreams.<Name>.addrs.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address (repeat for several); replaces the declared and configured ones.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Worker threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the route table and exit.
+    #[arg(long)]
+    print_routes: bool,
+    /// Check the configuration (and resolve upstreams), then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+impl AppSpec {
+    /// The configuration from the declaration, a file, the environment, and flags.
+    pub fn config(
+        &self,
+        file: Option<&std::path::Path>,
+        listen: &[String],
+        threads: Option<usize>,
+    ) -> std::result::Result<ProxyConfig, super::config::ConfigError> {
+        let mut conf = ProxyConfig::declared(self.listen, self.threads, self.grace_period);
+        if let Some(f) = file {
+            conf.apply_file(f, self.upstreams)?;
+        }
+        conf.apply_env(self.name, self.upstreams, |k| std::env::var(k).ok())?;
+        if !listen.is_empty() {
+            conf.listen = listen.to_vec();
+        }
+        if threads.is_some() {
+            conf.threads = threads;
+        }
+        Ok(conf)
+    }
+
+    /// A service for `proxy` with the configuration's listeners and timeouts.
+    pub fn service<P: ProxyHttp>(&self, proxy: P, conf: &ProxyConfig) -> HttpProxyService<P> {
+        let mut builder = HttpProxyServiceBuilder::new(proxy)
+            .name(self.name)
+            .max_retries(self.max_retries);
+        if let Some(d) = conf.keepalive_timeout {
+            builder = builder.keepalive_timeout(d);
+        }
+        if let Some(d) = conf.header_read_timeout {
+            builder = builder.header_read_timeout(d);
+        }
+        for l in &conf.listen {
+            builder = builder.listen_tcp(l);
+        }
+        builder.build()
+    }
+
+    /// Say at start-up what the declaration asks for that this build does not do.
+    pub fn startup_notes(&self) {
+        let cached: Vec<&str> = self
+            .routes
+            .routes()
+            .iter()
+            .filter(|r| r.cached)
+            .map(|r| r.name)
+            .collect();
+        if !cached.is_empty() {
+            tracing::warn!(
+                "routes {} declare a cache policy, but the response cache is not available in \
+                 this build: their responses are NOT cached",
+                cached.join(", ")
+            );
+        }
+        for u in self.upstreams.iter().filter(|u| u.tls) {
+            tracing::warn!(
+                "upstream {} declares TLS, which this build cannot speak yet: requests to it fail with 502",
+                u.name
+            );
+        }
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1)
+}
+
+/// Parse the command line, configure, and serve until SIGTERM/SIGINT.
+pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Result<P>) -> ! {
+    let cli = Cli::parse();
+    if cli.print_routes {
+        print!("{}", spec.routes);
+        std::process::exit(0);
+    }
+    let conf = spec
+        .config(cli.config.as_deref(), &cli.listen, cli.threads)
+        .unwrap_or_else(|e| fail(e));
+    init_logging(conf.log.as_deref());
+    let proxy = build(&conf).unwrap_or_else(|e| fail(e));
+    if cli.check {
+        println!("configuration OK");
+        std::process::exit(0);
+    }
+    if conf.listen.is_empty() {
+        fail("no listen address: declare `listen = ...`, or use --listen or a config file");
+    }
+    spec.startup_notes();
+    let mut server_conf = ServerConf::default();
+    if let Some(t) = conf.threads {
+        server_conf.threads = t;
+    }
+    if let Some(g) = conf.grace_period {
+        server_conf.grace_period = g;
+    }
+    let mut server = Server::new(server_conf);
+    server.add_service(spec.service(proxy, &conf));
+    server.run_forever()
+}
+
+/// Log to stderr with `RUST_LOG`, else `default` (else `info`).
+pub fn init_logging(default: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default.unwrap_or("info")));
+    // A second initialization (tests, embedding) is not an error worth reporting.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

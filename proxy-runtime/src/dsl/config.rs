@@ -1,0 +1,309 @@
+//! The configuration of a DSL-declared proxy at start-up: the declaration's defaults,
+//! then the configuration file (`--config`, TOML), then the environment, then the
+//! command line. Routes are compiled in; addresses and operational settings are not.
+//!
+//! ```toml
+//! listen = ["0.0.0.0:8080"]
+//! threads = 4
+//! grace_period = "10s"
+//! log = "info"
+//! keepalive_timeout = "75s"
+//!
+//! [upstreams.Api]
+//! addrs = ["10.0.0.3:80", "10.0.0.4:80"]
+//! ```
+//!
+//! Environment: `<NAME>_LISTEN=addr,addr` and `<NAME>_UPSTREAM_<UPSTREAM>=addr,addr`,
+//! where `<NAME>` is the proxy's name and `<UPSTREAM>` the upstream struct's name, both
+//! upper-cased with non-alphanumerics as `_` (`EDGE_UPSTREAM_API`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::upstreams::UpstreamSpec;
+
+/// A configuration problem, located in the file when it came from one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The configuration file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Listen addresses (replace the declared ones).
+    pub listen: Option<Vec<String>>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Grace period for shutdown (`"10s"`).
+    pub grace_period: Option<Spanned<String>>,
+    /// Log filter (`"info"`, `"proxy_runtime=debug"`); `RUST_LOG` wins.
+    pub log: Option<String>,
+    /// Idle time between requests on a client connection.
+    pub keepalive_timeout: Option<Spanned<String>>,
+    /// Time allowed to receive a request head.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// Address overrides per upstream group.
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, UpstreamOverride>,
+}
+
+/// Overrides for one upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOverride {
+    /// The group's addresses.
+    pub addrs: Vec<String>,
+}
+
+/// The settings a proxy starts with, after every source was applied.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Listen addresses.
+    pub listen: Vec<String>,
+    /// Worker threads (`None`: one per core).
+    pub threads: Option<usize>,
+    /// Shutdown grace period.
+    pub grace_period: Option<Duration>,
+    /// Log filter.
+    pub log: Option<String>,
+    /// Client keep-alive idle timeout.
+    pub keepalive_timeout: Option<Duration>,
+    /// Request head timeout.
+    pub header_read_timeout: Option<Duration>,
+    /// Address overrides by upstream name.
+    pub upstream_addrs: HashMap<String, Vec<String>>,
+}
+
+impl ProxyConfig {
+    /// The declaration's own settings.
+    pub fn declared(
+        listen: &[&str],
+        threads: Option<usize>,
+        grace_period: Option<Duration>,
+    ) -> Self {
+        ProxyConfig {
+            listen: listen.iter().map(|s| s.to_string()).collect(),
+            threads,
+            grace_period,
+            ..ProxyConfig::default()
+        }
+    }
+
+    /// Replace the addresses of upstream `name` (as the config file would).
+    pub fn with_upstream(mut self, name: &str, addrs: &[&str]) -> Self {
+        self.upstream_addrs.insert(
+            name.to_string(),
+            addrs.iter().map(|s| s.to_string()).collect(),
+        );
+        self
+    }
+
+    /// Apply a configuration file's text (`path` is used in messages).
+    pub fn apply_file_text(
+        &mut self,
+        path: &str,
+        text: &str,
+        upstreams: &[UpstreamSpec],
+    ) -> Result<(), ConfigError> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{path}: {e}")))?;
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let duration = |v: &Spanned<String>, key: &str| {
+            proxy_syntax::duration::parse_duration(v.get_ref()).map_err(|e| {
+                ConfigError(format!(
+                    "{path}:{}: key `{key}`: {e}",
+                    line_of(v.span().start)
+                ))
+            })
+        };
+        if let Some(l) = file.listen {
+            self.listen = l;
+        }
+        if let Some(t) = file.threads {
+            if t == 0 {
+                return Err(ConfigError(format!(
+                    "{path}: key `threads`: must be at least 1"
+                )));
+            }
+            self.threads = Some(t);
+        }
+        if let Some(g) = &file.grace_period {
+            self.grace_period = Some(duration(g, "grace_period")?);
+        }
+        if let Some(k) = &file.keepalive_timeout {
+            self.keepalive_timeout = Some(duration(k, "keepalive_timeout")?);
+        }
+        if let Some(h) = &file.header_read_timeout {
+            self.header_read_timeout = Some(duration(h, "header_read_timeout")?);
+        }
+        if file.log.is_some() {
+            self.log = file.log;
+        }
+        for (name, o) in file.upstreams {
+            if !upstreams.iter().any(|u| u.name == name.get_ref()) {
+                let known: Vec<&str> = upstreams.iter().map(|u| u.name).collect();
+                let hint = proxy_syntax::suggest::closest(name.get_ref(), known.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "{path}:{}: key `upstreams.{}`: no upstream of that name (declared: {}){hint}",
+                    line_of(name.span().start),
+                    name.get_ref(),
+                    known.join(", ")
+                )));
+            }
+            for a in &o.addrs {
+                proxy_syntax::address::parse_address(a).map_err(|e| {
+                    ConfigError(format!(
+                        "{path}:{}: key `upstreams.{}.addrs`: {a:?}: {e}",
+                        line_of(name.span().start),
+                        name.get_ref()
+                    ))
+                })?;
+            }
+            self.upstream_addrs.insert(name.into_inner(), o.addrs);
+        }
+        Ok(())
+    }
+
+    /// Apply a configuration file.
+    pub fn apply_file(
+        &mut self,
+        path: &Path,
+        upstreams: &[UpstreamSpec],
+    ) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        self.apply_file_text(&path.display().to_string(), &text, upstreams)
+    }
+
+    /// Apply `<PREFIX>_LISTEN` and `<PREFIX>_UPSTREAM_<NAME>` from `env`.
+    pub fn apply_env(
+        &mut self,
+        proxy_name: &str,
+        upstreams: &[UpstreamSpec],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let prefix = env_name(proxy_name);
+        let split = |v: String| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        if let Some(v) = env(&format!("{prefix}_LISTEN")) {
+            self.listen = split(v);
+        }
+        for u in upstreams {
+            let var = format!("{prefix}_UPSTREAM_{}", env_name(u.name));
+            if let Some(v) = env(&var) {
+                let addrs = split(v);
+                for a in &addrs {
+                    proxy_syntax::address::parse_address(a).map_err(|e| {
+                        ConfigError(format!("environment variable {var}: {a:?}: {e}"))
+                    })?;
+                }
+                self.upstream_addrs.insert(u.name.to_string(), addrs);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `my-edge` → `MY_EDGE`.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::upstreams::LbPolicy;
+
+    const UPSTREAMS: &[UpstreamSpec] = &[UpstreamSpec {
+        name: "Api",
+        addrs: &["127.0.0.1:1"],
+        lb: LbPolicy::RoundRobin,
+        connect_timeout: None,
+        read_timeout: None,
+        write_timeout: None,
+        idle_timeout: None,
+        retries: None,
+        tls: false,
+        sni: None,
+    }];
+
+    #[test]
+    fn file_overrides_and_errors_name_key_and_line() {
+        let mut c = ProxyConfig::declared(&["0.0.0.0:80"], None, None);
+        c.apply_file_text(
+            "edge.toml",
+            "listen = [\"127.0.0.1:9\"]\ngrace_period = \"2s\"\n[upstreams.Api]\naddrs = [\"10.0.0.1:80\"]\n",
+            UPSTREAMS,
+        )
+        .unwrap();
+        assert_eq!(c.listen, ["127.0.0.1:9"]);
+        assert_eq!(c.grace_period, Some(Duration::from_secs(2)));
+        assert_eq!(c.upstream_addrs["Api"], ["10.0.0.1:80"]);
+
+        let e = c
+            .apply_file_text(
+                "edge.toml",
+                "threads = 2\ngrace_period = \"2 s\"\n",
+                UPSTREAMS,
+            )
+            .unwrap_err();
+        assert!(e.0.starts_with("edge.toml:2: key `grace_period`"), "{e}");
+        let e = c
+            .apply_file_text("edge.toml", "\n[upstreams.Apy]\naddrs = []\n", UPSTREAMS)
+            .unwrap_err();
+        assert!(
+            e.0.contains("edge.toml:2") && e.0.contains("did you mean `Api`"),
+            "{e}"
+        );
+        let e = c
+            .apply_file_text("edge.toml", "listn = []\n", UPSTREAMS)
+            .unwrap_err();
+        assert!(e.0.contains("line 1") && e.0.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let mut c = ProxyConfig::default();
+        c.apply_env("my-edge", UPSTREAMS, |k| match k {
+            "MY_EDGE_UPSTREAM_API" => Some("127.0.0.1:5, 127.0.0.1:6".into()),
+            "MY_EDGE_LISTEN" => Some("127.0.0.1:7".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.upstream_addrs["Api"], ["127.0.0.1:5", "127.0.0.1:6"]);
+        assert_eq!(c.listen, ["127.0.0.1:7"]);
+        let e = c
+            .apply_env("my-edge", UPSTREAMS, |k| {
+                (k == "MY_EDGE_UPSTREAM_API").then(|| "nope".into())
+            })
+            .unwrap_err();
+        assert!(e.0.contains("MY_EDGE_UPSTREAM_API"));
+    }
+}

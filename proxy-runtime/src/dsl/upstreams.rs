@@ -1,0 +1,188 @@
+//! Upstream groups declared with `#[upstream(...)]`: the static declaration the compiler
+//! emits ([`UpstreamSpec`]) and the live group built from it at start-up
+//! ([`UpstreamGroup`]), with addresses possibly overridden by the configuration file or
+//! the environment, and host names resolved once.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::protocols::SocketAddress;
+use crate::upstream::{HttpPeer, LoadBalancer, PeerOptions};
+
+/// How a group picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    /// Each backend in turn.
+    RoundRobin,
+}
+
+/// An upstream group as declared (compile-time data).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamSpec {
+    /// The struct name (`Api`).
+    pub name: &'static str,
+    /// Declared addresses (`ip:port`, `host:port`, `unix:/path`).
+    pub addrs: &'static [&'static str],
+    /// Selection policy.
+    pub lb: LbPolicy,
+    /// Connect timeout, if declared.
+    pub connect_timeout: Option<Duration>,
+    /// Read timeout, if declared.
+    pub read_timeout: Option<Duration>,
+    /// Write timeout, if declared.
+    pub write_timeout: Option<Duration>,
+    /// Pool idle timeout, if declared.
+    pub idle_timeout: Option<Duration>,
+    /// Retries for routes to this group, if declared.
+    pub retries: Option<u32>,
+    /// Speak TLS to it.
+    pub tls: bool,
+    /// TLS server name.
+    pub sni: Option<&'static str>,
+}
+
+/// A live upstream group: its backends and the options of their peers.
+#[derive(Debug)]
+pub struct UpstreamGroup {
+    /// The declared name.
+    pub name: &'static str,
+    balancer: LoadBalancer,
+    options: PeerOptions,
+    tls: bool,
+    sni: String,
+    /// Retries for routes to this group.
+    pub retries: Option<u32>,
+}
+
+/// Resolve one address string (at start-up: `host:port` may block on DNS).
+pub fn resolve_address(addr: &str) -> Result<Vec<SocketAddress>> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        return Ok(vec![SocketAddress::Unix(path.into())]);
+    }
+    let resolved: Vec<SocketAddress> = addr
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::because(
+                ErrorKind::Config,
+                ErrorSource::Internal,
+                format!("cannot resolve upstream address {addr:?}"),
+                e,
+            )
+        })?
+        .map(SocketAddress::Inet)
+        .collect();
+    if resolved.is_empty() {
+        return Err(Error::explain(
+            ErrorKind::Config,
+            ErrorSource::Internal,
+            format!("upstream address {addr:?} resolves to nothing"),
+        ));
+    }
+    Ok(resolved)
+}
+
+impl UpstreamGroup {
+    /// Build a group from its declaration, with `addrs` replacing the declared
+    /// addresses when given. Every host name is resolved now (all its addresses become
+    /// backends).
+    pub fn build(spec: &UpstreamSpec, addrs: Option<&[String]>) -> Result<Self> {
+        let declared: Vec<String> = spec.addrs.iter().map(|s| s.to_string()).collect();
+        let list = addrs.unwrap_or(&declared);
+        if list.is_empty() {
+            return Err(Error::explain(
+                ErrorKind::Config,
+                ErrorSource::Internal,
+                format!("upstream {} has no address", spec.name),
+            ));
+        }
+        let mut backends = Vec::new();
+        for a in list {
+            backends.extend(
+                resolve_address(a)
+                    .map_err(|e| e.more_context(format!("upstream {}", spec.name)))?,
+            );
+        }
+        let balancer = match spec.lb {
+            LbPolicy::RoundRobin => LoadBalancer::round_robin(backends)?,
+        };
+        let mut options = PeerOptions::default();
+        if let Some(d) = spec.connect_timeout {
+            options.connect_timeout = d;
+        }
+        if let Some(d) = spec.read_timeout {
+            options.read_timeout = d;
+        }
+        if let Some(d) = spec.write_timeout {
+            options.write_timeout = d;
+        }
+        if let Some(d) = spec.idle_timeout {
+            options.idle_timeout = d;
+        }
+        Ok(UpstreamGroup {
+            name: spec.name,
+            balancer,
+            options,
+            tls: spec.tls,
+            sni: spec.sni.unwrap_or("").to_string(),
+            retries: spec.retries,
+        })
+    }
+
+    /// The peer for the next attempt.
+    pub fn select(&self) -> Result<HttpPeer> {
+        let backend = self.balancer.select().ok_or_else(|| {
+            Error::explain(
+                ErrorKind::NoUpstream,
+                ErrorSource::Internal,
+                format!("upstream {} has no backend", self.name),
+            )
+        })?;
+        Ok(HttpPeer {
+            address: backend.address.clone(),
+            tls: self.tls,
+            sni: self.sni.clone(),
+            options: self.options.clone(),
+        })
+    }
+
+    /// The backends' addresses.
+    pub fn addresses(&self) -> Vec<String> {
+        self.balancer
+            .backends()
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: UpstreamSpec = UpstreamSpec {
+        name: "Api",
+        addrs: &["127.0.0.1:8001", "127.0.0.1:8002"],
+        lb: LbPolicy::RoundRobin,
+        connect_timeout: Some(Duration::from_secs(1)),
+        read_timeout: None,
+        write_timeout: None,
+        idle_timeout: None,
+        retries: Some(2),
+        tls: false,
+        sni: None,
+    };
+
+    #[test]
+    fn builds_and_overrides() {
+        let g = UpstreamGroup::build(&SPEC, None).unwrap();
+        assert_eq!(g.addresses(), ["127.0.0.1:8001", "127.0.0.1:8002"]);
+        let p = g.select().unwrap();
+        assert_eq!(p.options.connect_timeout, Duration::from_secs(1));
+        let g = UpstreamGroup::build(&SPEC, Some(&["127.0.0.1:9000".to_string()])).unwrap();
+        assert_eq!(g.addresses(), ["127.0.0.1:9000"]);
+        let g = UpstreamGroup::build(&SPEC, Some(&["localhost:9000".to_string()])).unwrap();
+        assert!(!g.addresses().is_empty());
+        assert!(UpstreamGroup::build(&SPEC, Some(&[])).is_err());
+    }
+}
