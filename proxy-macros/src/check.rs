@@ -98,7 +98,7 @@ fn check_handler_args(r: &Route, cx: &Ctxt) {
         if a.kind == ArgKind::Param {
             let Some(name) = &a.name else { continue };
             let n = name.to_string();
-            if !params.contains(&n.as_str()) {
+            if param_for(&n, &params).is_none() {
                 let hint = proxy_syntax::suggest::closest(&n, params.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
@@ -347,6 +347,23 @@ fn check_phases(decl: &ProxyDecl, cx: &Ctxt) {
                 "note: already declared here",
             ));
             cx.push(e);
+        }
+        if def.combine == Combine::Single {
+            if let Some(r) = p.routes.first() {
+                cx.error(
+                    r.span(),
+                    format!(
+                        "`{}` decides one value for every request: it cannot be scoped to routes",
+                        def.name
+                    ),
+                );
+            }
+            if let Some(a) = p.func.args.iter().find(|a| a.kind == ArgKind::Route) {
+                cx.error(
+                    a.ty.span(),
+                    format!("`{}` runs for every request, matched or not: take `Option<&Route>` instead of `&Route`", def.name),
+                );
+            }
         }
         if !p.routes.is_empty() && p.phase == phases::Phase::InitDownstreamModules {
             cx.error(

@@ -22,6 +22,8 @@ pub struct ProxyDecl {
     pub threads: Option<usize>,
     /// Shutdown grace period.
     pub grace_period: Option<Duration>,
+    /// Normalize request paths before routing (and forward the normalized path).
+    pub normalize: bool,
     /// The `#[ctx]` struct.
     pub ctx: Option<Ident>,
     /// Upstream groups, in declaration order.
@@ -123,6 +125,17 @@ pub enum ArgKind {
     /// A route parameter (name only known to match later).
     Param,
     Unknown,
+}
+
+/// The route parameter an argument called `name` receives: the same name, or the name
+/// without one leading `_` (for parameters a handler declares but does not use).
+pub fn param_for(name: &str, params: &[&str]) -> Option<String> {
+    if params.contains(&name) {
+        return Some(name.to_string());
+    }
+    name.strip_prefix('_')
+        .filter(|n| params.contains(n))
+        .map(str::to_string)
 }
 
 /// A function the compiler calls: a route handler or a phase function.

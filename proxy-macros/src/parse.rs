@@ -29,7 +29,14 @@ pub const RESERVED: [&str; 8] = [
     "config",
 ];
 
-const PROXY_OPTIONS: &[&str] = &["listen", "name", "threads", "grace_period", "crate"];
+const PROXY_OPTIONS: &[&str] = &[
+    "listen",
+    "name",
+    "threads",
+    "grace_period",
+    "crate",
+    "normalize",
+];
 const UPSTREAM_OPTIONS: &[&str] = &[
     "addrs",
     "lb",
@@ -155,6 +162,7 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         listen,
         threads,
         grace_period: opts.duration("grace_period", cx),
+        normalize: !opts.has("normalize") || opts.flag("normalize", cx),
         ctx: None,
         upstreams: Vec::new(),
         routes: Vec::new(),

@@ -1,16 +1,32 @@
-//! `forward`: the smallest useful reverse proxy. Every method, path and header goes to
-//! one upstream.
+//! `forward`: the smallest useful reverse proxy, declared with the DSL. Every method,
+//! path and header goes to one upstream, given on the command line.
 //!
 //! ```text
 //! forward --listen 127.0.0.1:8080 --upstream 127.0.0.1:8000 --read-timeout 30
 //! ```
+//!
+//! The declaration is one catch-all route to one upstream group; `--upstream` and the
+//! timeout flags override the group's declared address and timeouts at start-up, the
+//! way a configuration file would. Paths are forwarded exactly as received
+//! (`normalize = false`).
 
 use std::time::Duration;
 
 use clap::Parser;
-use examples::{init_logging, parse_seconds, resolve_upstream};
+use examples::{init_logging, parse_seconds};
+use proxy_runtime::dsl::UpstreamTimeouts;
 use proxy_runtime::prelude::*;
-use proxy_runtime::protocols::SocketAddress;
+
+#[proxy(name = "forward", normalize = false)]
+mod forward {
+    /// The one upstream; its address comes from `--upstream`.
+    #[upstream(addrs = ["127.0.0.1:8000"])]
+    pub struct Origin;
+
+    /// Everything goes to it.
+    #[route(ANY, "/{*path}", to = Origin)]
+    fn everything() {}
+}
 
 /// Forward every request to one upstream.
 #[derive(Parser, Debug)]
@@ -25,7 +41,7 @@ struct Args {
     /// Connect timeout, in seconds.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     connect_timeout: Duration,
-    /// Timeout of one read from the upstream, in seconds (expiry answers 504).
+    /// Timeout of one read from (or write to) the upstream, in seconds (expiry answers 504).
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     read_timeout: Duration,
     /// How long an idle upstream connection stays pooled, in seconds (0: no pooling).
@@ -36,46 +52,30 @@ struct Args {
     threads: Option<usize>,
 }
 
-/// Sends everything to one peer.
-struct Forward {
-    peer: HttpPeer,
-}
-
-impl ProxyHttp for Forward {
-    type CTX = ();
-    fn new_ctx(&self) {}
-
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<HttpPeer> {
-        Ok(self.peer.clone())
-    }
-}
-
 fn main() {
     init_logging();
     let args = Args::parse();
-    let address: SocketAddress = match resolve_upstream(&args.upstream) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let mut peer = HttpPeer::plain(address);
-    peer.options.connect_timeout = args.connect_timeout;
-    peer.options.read_timeout = args.read_timeout;
-    peer.options.write_timeout = args.read_timeout;
-    peer.options.idle_timeout = args.idle_timeout;
-
-    let mut conf = ServerConf::default();
+    let mut conf = forward::config()
+        .with_upstream("Origin", &[args.upstream.as_str()])
+        .with_upstream_timeouts(
+            "Origin",
+            UpstreamTimeouts {
+                connect: Some(args.connect_timeout),
+                read: Some(args.read_timeout),
+                write: Some(args.read_timeout),
+                idle: Some(args.idle_timeout),
+            },
+        );
+    conf.listen = args.listen;
+    let service = forward::service(&conf).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let mut server_conf = ServerConf::default();
     if let Some(t) = args.threads {
-        conf.threads = t;
+        server_conf.threads = t;
     }
-    let mut server = Server::new(conf);
-    let mut service =
-        http_proxy_service_with_name(&server.configuration, Forward { peer }, "forward");
-    for l in &args.listen {
-        service.add_tcp(l);
-    }
+    let mut server = Server::new(server_conf);
     server.add_service(service);
     server.run_forever();
 }

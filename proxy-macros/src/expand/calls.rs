@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::check::slot_for;
-use crate::model::{ArgKind, Func, Route};
+use crate::model::{ArgKind, Func, Route, param_for};
 use crate::phases::{PhaseDef, Slot};
 
 /// A generated call and what it needs around it.
@@ -83,7 +83,12 @@ pub fn route_handler_call(krate: &syn::Path, r: &Route) -> TokenStream {
             let ty = &a.ty;
             match &a.kind {
                 ArgKind::Param => {
-                    let name = a.name.clone().unwrap_or_else(|| format_ident!("_"));
+                    let params: Vec<&str> = r.pattern.params().collect();
+                    let name = a
+                        .name
+                        .as_ref()
+                        .and_then(|n| param_for(&n.to_string(), &params))
+                        .map_or_else(|| format_ident!("_"), |n| format_ident!("{}", n));
                     quote_spanned! {ty.span()=> ::core::clone::Clone::clone(#name) }
                 }
                 ArgKind::Session { mutable: true } => quote_spanned! {ty.span()=> &mut *session },

@@ -63,7 +63,13 @@ fn param_types(r: &Route) -> Vec<(String, syn::Type)> {
                 .func
                 .args
                 .iter()
-                .find(|a| a.kind == ArgKind::Param && a.name.as_ref().is_some_and(|n| n == p))
+                .find(|a| {
+                    a.kind == ArgKind::Param
+                        && a.name
+                            .as_ref()
+                            .and_then(|n| param_for(&n.to_string(), &[p]))
+                            .is_some()
+                })
                 .map(|a| a.ty.clone())
                 .unwrap_or_else(|| syn::parse_quote!(::std::string::String));
             (p.to_string(), ty)
@@ -250,7 +256,8 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                 let mut __upstreams = ::std::vec::Vec::new();
                 for __spec in SPEC.upstreams {
                     let __addrs = conf.upstream_addrs.get(__spec.name).map(|v| v.as_slice());
-                    __upstreams.push(#krate::dsl::UpstreamGroup::build(__spec, __addrs)?);
+                    let __timeouts = conf.upstream_timeouts.get(__spec.name);
+                    __upstreams.push(#krate::dsl::UpstreamGroup::build_with(__spec, __addrs, __timeouts)?);
                 }
                 ::core::result::Result::Ok(Proxy { __upstreams })
             }
@@ -602,6 +609,7 @@ fn phase_methods(decl: &ProxyDecl) -> (Vec<TokenStream>, Vec<TokenStream>) {
 /// Code the compiler adds to a phase around the user's pipeline: (before, after).
 fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenStream)> {
     let krate = &decl.krate;
+    let normalize = decl.normalize;
     match phase {
         Phase::EarlyRequestFilter => Some((
             quote! {
@@ -609,7 +617,11 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                     let (__outcome, __route, __target, __normalized) = {
                         let __req = session.req_header();
                         let __raw_path = __req.path();
-                        let __path = #krate::dsl::routing::normalize_path(__raw_path);
+                        let __path = if #normalize {
+                            #krate::dsl::routing::normalize_path(__raw_path)
+                        } else {
+                            ::std::borrow::Cow::Borrowed(__raw_path)
+                        };
                         let __normalized = match &__path {
                             ::std::borrow::Cow::Owned(__p) => ::core::option::Option::Some(__p.clone()),
                             ::std::borrow::Cow::Borrowed(_) => ::core::option::Option::None,

@@ -60,12 +60,33 @@ pub struct ConfigFile {
     pub upstreams: BTreeMap<Spanned<String>, UpstreamOverride>,
 }
 
-/// Overrides for one upstream group.
+/// Overrides for one upstream group, as written in the file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamOverride {
     /// The group's addresses.
-    pub addrs: Vec<String>,
+    pub addrs: Option<Vec<String>>,
+    /// Connect timeout (`"1s"`).
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Read timeout.
+    pub read_timeout: Option<Spanned<String>>,
+    /// Write timeout.
+    pub write_timeout: Option<Spanned<String>>,
+    /// Pool idle timeout.
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+/// Timeouts that replace an upstream group's declared ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// Connect timeout.
+    pub connect: Option<Duration>,
+    /// Read timeout.
+    pub read: Option<Duration>,
+    /// Write timeout.
+    pub write: Option<Duration>,
+    /// Pool idle timeout.
+    pub idle: Option<Duration>,
 }
 
 /// The settings a proxy starts with, after every source was applied.
@@ -85,6 +106,8 @@ pub struct ProxyConfig {
     pub header_read_timeout: Option<Duration>,
     /// Address overrides by upstream name.
     pub upstream_addrs: HashMap<String, Vec<String>>,
+    /// Timeout overrides by upstream name.
+    pub upstream_timeouts: HashMap<String, UpstreamTimeouts>,
 }
 
 impl ProxyConfig {
@@ -165,7 +188,7 @@ impl ProxyConfig {
                     known.join(", ")
                 )));
             }
-            for a in &o.addrs {
+            for a in o.addrs.iter().flatten() {
                 proxy_syntax::address::parse_address(a).map_err(|e| {
                     ConfigError(format!(
                         "{path}:{}: key `upstreams.{}.addrs`: {a:?}: {e}",
@@ -174,9 +197,31 @@ impl ProxyConfig {
                     ))
                 })?;
             }
-            self.upstream_addrs.insert(name.into_inner(), o.addrs);
+            let key = |k: &str| format!("upstreams.{}.{k}", name.get_ref());
+            let parse = |v: &Option<Spanned<String>>, k: &str| {
+                v.as_ref().map(|v| duration(v, &key(k))).transpose()
+            };
+            let timeouts = UpstreamTimeouts {
+                connect: parse(&o.connect_timeout, "connect_timeout")?,
+                read: parse(&o.read_timeout, "read_timeout")?,
+                write: parse(&o.write_timeout, "write_timeout")?,
+                idle: parse(&o.idle_timeout, "idle_timeout")?,
+            };
+            if timeouts != UpstreamTimeouts::default() {
+                self.upstream_timeouts
+                    .insert(name.get_ref().clone(), timeouts);
+            }
+            if let Some(addrs) = o.addrs {
+                self.upstream_addrs.insert(name.into_inner(), addrs);
+            }
         }
         Ok(())
+    }
+
+    /// Replace timeouts of upstream `name` (as the config file would).
+    pub fn with_upstream_timeouts(mut self, name: &str, timeouts: UpstreamTimeouts) -> Self {
+        self.upstream_timeouts.insert(name.to_string(), timeouts);
+        self
     }
 
     /// Apply a configuration file.

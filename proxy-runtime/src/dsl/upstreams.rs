@@ -87,6 +87,15 @@ impl UpstreamGroup {
     /// addresses when given. Every host name is resolved now (all its addresses become
     /// backends).
     pub fn build(spec: &UpstreamSpec, addrs: Option<&[String]>) -> Result<Self> {
+        Self::build_with(spec, addrs, None)
+    }
+
+    /// [`UpstreamGroup::build`], with timeouts replacing the declared ones.
+    pub fn build_with(
+        spec: &UpstreamSpec,
+        addrs: Option<&[String]>,
+        timeouts: Option<&super::config::UpstreamTimeouts>,
+    ) -> Result<Self> {
         let declared: Vec<String> = spec.addrs.iter().map(|s| s.to_string()).collect();
         let list = addrs.unwrap_or(&declared);
         if list.is_empty() {
@@ -118,6 +127,12 @@ impl UpstreamGroup {
         }
         if let Some(d) = spec.idle_timeout {
             options.idle_timeout = d;
+        }
+        if let Some(t) = timeouts {
+            options.connect_timeout = t.connect.unwrap_or(options.connect_timeout);
+            options.read_timeout = t.read.unwrap_or(options.read_timeout);
+            options.write_timeout = t.write.unwrap_or(options.write_timeout);
+            options.idle_timeout = t.idle.unwrap_or(options.idle_timeout);
         }
         Ok(UpstreamGroup {
             name: spec.name,

@@ -146,6 +146,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         .upstream_response_filter(session, &mut resp, ctx)
                         .await?;
                     self.inner.response_filter(session, &mut resp, ctx).await?;
+                    if !req_done {
+                        // The origin answers before the upload is complete: this client
+                        // connection will be closed, so say so in the response.
+                        session.set_keepalive_off();
+                    }
                     session.write_response_header(resp, false).await?;
                 }
                 UpstreamEvent::Body(data) => {
