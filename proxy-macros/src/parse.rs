@@ -18,7 +18,7 @@ use crate::phases;
 const MARKERS: [&str; 5] = ["ctx", "upstream", "route", "cache", "phase"];
 
 /// Names the expansion defines inside the module.
-pub const RESERVED: [&str; 8] = [
+pub const RESERVED: [&str; 9] = [
     "Proxy",
     "RequestCtx",
     "Route",
@@ -27,6 +27,7 @@ pub const RESERVED: [&str; 8] = [
     "service",
     "run",
     "config",
+    "match_route",
 ];
 
 const PROXY_OPTIONS: &[&str] = &[

@@ -130,7 +130,7 @@ fn group(decl: &ProxyDecl, routes: &[usize], krate: &syn::Path) -> TokenStream {
     gen_node(decl, &root, 0, krate)
 }
 
-/// `fn __match_route(method_bit, host, normalized_path) -> Matched<'_, N>`.
+/// `pub fn match_route(method_bit, host, normalized_path) -> Matched<'_, N>`.
 pub fn matcher(decl: &ProxyDecl) -> TokenStream {
     let krate = &decl.krate;
     let n = max_params(decl);
@@ -156,8 +156,11 @@ pub fn matcher(decl: &ProxyDecl) -> TokenStream {
     });
     let default_group = group(decl, &default, krate);
     quote! {
+        /// The compiled route matcher: `method_bit` from
+        /// `dsl::routing::method_bit`, the host without port, and the (normalized) path.
+        /// Returns the route's index in `ROUTES` and its raw parameter values.
         #[allow(unused_variables, unused_mut, unused_assignments, clippy::all)]
-        fn __match_route<'p>(
+        pub fn match_route<'p>(
             __method: u16,
             __host: &str,
             __path: &'p str,

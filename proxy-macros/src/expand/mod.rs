@@ -629,7 +629,7 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                         let __host = #krate::dsl::routing::match_host(__req.host());
                         let __bit = #krate::dsl::routing::method_bit(&__req.method);
                         let __query = __req.uri.query();
-                        match __match_route(__bit, __host, &__path) {
+                        match match_route(__bit, __host, &__path) {
                             #krate::dsl::routing::Matched::Found(__idx, __p) => match __build_route(__idx, &__p) {
                                 ::core::result::Result::Ok(__r) => (
                                     #krate::dsl::routing::RouteOutcome::Matched,
