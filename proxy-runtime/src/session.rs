@@ -67,6 +67,7 @@ pub struct Session {
     body_bytes_read: u64,
     body_bytes_sent: u64,
     upstream_tries: u32,
+    shutdown: Option<crate::server::ShutdownWatch>,
 }
 
 impl Session {
@@ -86,7 +87,14 @@ impl Session {
             body_bytes_read: 0,
             body_bytes_sent: 0,
             upstream_tries: 0,
+            shutdown: None,
         }
+    }
+
+    /// Watch the server's shutdown: a response started after shutdown began says
+    /// `Connection: close`.
+    pub fn set_shutdown_watch(&mut self, watch: crate::server::ShutdownWatch) {
+        self.shutdown = Some(watch);
     }
 
     /// The request head.
@@ -230,6 +238,9 @@ impl Session {
         let mut resp = resp;
         self.modules
             .response_header_filter(&mut resp, end_of_stream)?;
+        if self.shutdown.as_ref().is_some_and(|w| w.is_shutting_down()) {
+            self.set_keepalive_off();
+        }
         match &mut self.downstream {
             Downstream::H1(s) => {
                 s.write_response_header(resp)?;

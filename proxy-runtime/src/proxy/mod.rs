@@ -107,6 +107,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 self.opts.retry_buffer_limit,
             );
             session.modules = self.modules.build_ctx();
+            session.set_shutdown_watch(shutdown.clone());
             if shutdown.is_shutting_down() {
                 session.set_keepalive_off();
             }

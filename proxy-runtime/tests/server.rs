@@ -1,0 +1,210 @@
+//! The server around a proxy: Unix domain sockets on both sides, and graceful shutdown
+//! (stop accepting, close idle connections, let in-flight requests finish).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Client, SAFETY, get, wait_until};
+use proxy_runtime::prelude::*;
+use proxy_runtime::server::{ConnectionTracker, ListenAddr, Listener, Service, ShutdownWatch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// Answers one request per connection after reading its head; `/slow` waits for
+/// `release` first.
+async fn tiny_origin_conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    mut s: S,
+    release: Arc<Notify>,
+    seen: Arc<Notify>,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    seen.notify_one();
+    if buf.starts_with(b"GET /slow") {
+        release.notified().await;
+    }
+    let body = "done";
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes()).await;
+}
+
+struct To(HttpPeer);
+
+impl ProxyHttp for To {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<HttpPeer> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn unix_sockets_on_both_sides() {
+    let dir = std::env::temp_dir().join(format!("proxy-uds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let origin_path = dir.join("origin.sock");
+    let proxy_path = dir.join("proxy.sock");
+    let _ = std::fs::remove_file(&origin_path);
+    let origin = tokio::net::UnixListener::bind(&origin_path).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = origin.accept().await.unwrap();
+            tokio::spawn(tiny_origin_conn(
+                s,
+                Arc::new(Notify::new()),
+                Arc::new(Notify::new()),
+            ));
+        }
+    });
+    let peer = HttpPeer::new(format!("unix:{}", origin_path.display()), false, "").unwrap();
+    let service = HttpProxyServiceBuilder::new(To(peer)).build();
+    let listener = Listener::bind(&ListenAddr::Unix(proxy_path.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(HttpProxyService::serve_listener(
+        service.proxy().clone(),
+        listener,
+        ShutdownWatch::never(),
+        Arc::new(ConnectionTracker::default()),
+    ));
+
+    let mut client = tokio::net::UnixStream::connect(&proxy_path).await.unwrap();
+    client
+        .write_all(b"GET /x HTTP/1.1\r\nHost: local\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(SAFETY, async {
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&raw).ends_with("done") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "proxy closed early: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_but_a_regular_file_is_not() {
+    let dir = std::env::temp_dir().join(format!("proxy-uds-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // leaves the file behind
+    assert!(
+        Listener::bind(&ListenAddr::Unix(sock.clone()))
+            .await
+            .is_ok()
+    );
+    let file = dir.join("regular");
+    std::fs::write(&file, b"keep me").unwrap();
+    let err = Listener::bind(&ListenAddr::Unix(file.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("regular") || err.to_string().contains("not a socket"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_and_closes_the_rest() {
+    // Origin: `/slow` waits to be released.
+    let release = Arc::new(Notify::new());
+    let seen = Arc::new(Notify::new());
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = origin.local_addr().unwrap();
+    {
+        let (release, seen) = (release.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = origin.accept().await.unwrap();
+                tokio::spawn(tiny_origin_conn(s, release.clone(), seen.clone()));
+            }
+        });
+    }
+
+    // The server runs on its own runtime in its own thread, as in production.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = std_listener.local_addr().unwrap();
+    let mut service =
+        HttpProxyServiceBuilder::new(To(HttpPeer::new(origin_addr, false, "").unwrap())).build();
+    service.add_std_listener(std_listener);
+    assert_eq!(service.name(), "proxy");
+    let mut conf = ServerConf::default();
+    conf.threads = 1;
+    conf.grace_period = Duration::from_secs(10);
+    let mut server = Server::new(conf);
+    server.add_service(service);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::spawn(move || {
+        server.run_until(
+            async move {
+                let _ = stop_rx.await;
+            },
+            |_| {},
+        )
+    });
+
+    // An idle keep-alive client, and a request in flight.
+    let mut idle = Client::connect(proxy_addr).await;
+    idle.send(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(idle.read_response().await.status(), 200);
+    let mut busy = Client::connect(proxy_addr).await;
+    let origin_saw_it = seen.notified();
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    tokio::time::timeout(SAFETY, origin_saw_it).await.unwrap();
+
+    stop_tx.send(()).unwrap();
+
+    // The idle connection is closed; new connections are refused.
+    assert!(
+        idle.is_closed().await,
+        "an idle connection is closed at shutdown"
+    );
+    let mut refused = false;
+    wait_until("the listener stops accepting", || {
+        refused = std::net::TcpStream::connect(proxy_addr).is_err();
+        refused
+    })
+    .await;
+
+    // The request in flight completes, and says the connection closes.
+    release.notify_one();
+    let resp = busy.read_response().await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text(), "done");
+    assert!(
+        resp.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    );
+    assert!(busy.is_closed().await);
+
+    let result = tokio::task::spawn_blocking(move || server_thread.join().unwrap())
+        .await
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    let _ = get;
+}
