@@ -19,6 +19,50 @@ pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Vers
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 
+/// The header accessors shared by [`RequestHeader`] and [`ResponseHeader`] (both keep
+/// their headers in a `headers: CaseMap` field).
+macro_rules! header_methods {
+    () => {
+        /// The headers (case-insensitive lookups).
+        pub fn headers(&self) -> &HeaderMap {
+            self.headers.values()
+        }
+
+        /// The value of the first header called `name`, if any.
+        pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&HeaderValue> {
+            self.headers.values().get(name)
+        }
+
+        /// The value of header `name` as `&str`, if present and visible ASCII.
+        pub fn header_str(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+            self.header(name).and_then(|v| v.to_str().ok())
+        }
+
+        /// Set `name` to `value`, replacing every previous value.
+        pub fn insert_header(
+            &mut self,
+            name: impl IntoHeaderName,
+            value: impl TryInto<HeaderValue>,
+        ) -> Result<()> {
+            self.headers.insert(name, value)
+        }
+
+        /// Add a value for `name`, keeping existing ones.
+        pub fn append_header(
+            &mut self,
+            name: impl IntoHeaderName,
+            value: impl TryInto<HeaderValue>,
+        ) -> Result<()> {
+            self.headers.append(name, value)
+        }
+
+        /// Remove every value of `name`; returns the first one.
+        pub fn remove_header(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
+            self.headers.remove(name)
+        }
+    };
+}
+
 /// The head of an HTTP request: method, target, version and headers.
 #[derive(Debug, Clone)]
 pub struct RequestHeader {
@@ -55,43 +99,7 @@ impl RequestHeader {
         }
     }
 
-    /// The headers (case-insensitive lookups).
-    pub fn headers(&self) -> &HeaderMap {
-        self.headers.values()
-    }
-
-    /// The value of the first header called `name`, if any.
-    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&HeaderValue> {
-        self.headers.values().get(name)
-    }
-
-    /// The value of header `name` as `&str`, if present and visible ASCII.
-    pub fn header_str(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.header(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Set `name` to `value`, replacing every previous value.
-    pub fn insert_header(
-        &mut self,
-        name: impl IntoHeaderName,
-        value: impl TryInto<HeaderValue>,
-    ) -> Result<()> {
-        self.headers.insert(name, value)
-    }
-
-    /// Add a value for `name`, keeping existing ones.
-    pub fn append_header(
-        &mut self,
-        name: impl IntoHeaderName,
-        value: impl TryInto<HeaderValue>,
-    ) -> Result<()> {
-        self.headers.append(name, value)
-    }
-
-    /// Remove every value of `name`; returns the first one.
-    pub fn remove_header(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
-        self.headers.remove(name)
-    }
+    header_methods!();
 
     /// Replace the request target (path and query) with `path_and_query`.
     pub fn set_uri(&mut self, uri: Uri) {
@@ -184,43 +192,7 @@ impl ResponseHeader {
         }
     }
 
-    /// The headers (case-insensitive lookups).
-    pub fn headers(&self) -> &HeaderMap {
-        self.headers.values()
-    }
-
-    /// The value of the first header called `name`, if any.
-    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&HeaderValue> {
-        self.headers.values().get(name)
-    }
-
-    /// The value of header `name` as `&str`, if present and visible ASCII.
-    pub fn header_str(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.header(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Set `name` to `value`, replacing every previous value.
-    pub fn insert_header(
-        &mut self,
-        name: impl IntoHeaderName,
-        value: impl TryInto<HeaderValue>,
-    ) -> Result<()> {
-        self.headers.insert(name, value)
-    }
-
-    /// Add a value for `name`, keeping existing ones.
-    pub fn append_header(
-        &mut self,
-        name: impl IntoHeaderName,
-        value: impl TryInto<HeaderValue>,
-    ) -> Result<()> {
-        self.headers.append(name, value)
-    }
-
-    /// Remove every value of `name`; returns the first one.
-    pub fn remove_header(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
-        self.headers.remove(name)
-    }
+    header_methods!();
 
     /// Set the status code (the reason phrase is reset to the standard one).
     pub fn set_status(&mut self, status: impl TryInto<StatusCode>) -> Result<()> {

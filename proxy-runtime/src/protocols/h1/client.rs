@@ -95,12 +95,8 @@ impl ClientSession {
     /// Queue a piece of the request body (written by [`ClientSession::next_event`] or
     /// [`ClientSession::flush`]).
     pub fn queue_body(&mut self, data: Bytes) -> Result<()> {
-        match self.encoder.encode(data, self.io.small_buf()) {
-            Ok(None) => {}
-            Ok(Some(large)) => {
-                self.io.push_large(large);
-                self.encoder.after_large(self.io.small_buf());
-            }
+        match self.io.queue_body(&mut self.encoder, data) {
+            Ok(()) => {}
             Err(why) => {
                 return Err(Error::explain(
                     ErrorKind::Internal,

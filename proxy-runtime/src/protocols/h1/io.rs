@@ -14,6 +14,7 @@ use std::future::Future;
 
 use tokio::io::{AsyncReadExt, AsyncWrite};
 
+use super::body::BodyEncoder;
 use crate::protocols::Stream;
 
 /// Minimum free space in the read buffer before a read.
@@ -98,6 +99,20 @@ impl ConnIo {
             self.queue.push_back(self.small.split().freeze());
         }
         self.queue.push_back(data);
+    }
+
+    /// Frame `data` with `encoder` and queue it: framing and short payloads are copied
+    /// into the small buffer, large payloads queued as their own slice.
+    pub fn queue_body(
+        &mut self,
+        encoder: &mut BodyEncoder,
+        data: Bytes,
+    ) -> Result<(), &'static str> {
+        if let Some(large) = encoder.encode(data, &mut self.small)? {
+            self.push_large(large);
+            encoder.after_large(&mut self.small);
+        }
+        Ok(())
     }
 
     /// Bytes queued but not yet written.

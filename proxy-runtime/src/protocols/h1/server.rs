@@ -405,12 +405,8 @@ impl ServerSession {
                 "response body written without an open response",
             ));
         }
-        match self.encoder.encode(data, self.io.small_buf()) {
-            Ok(None) => {}
-            Ok(Some(large)) => {
-                self.io.push_large(large);
-                self.encoder.after_large(self.io.small_buf());
-            }
+        match self.io.queue_body(&mut self.encoder, data) {
+            Ok(()) => {}
             Err(why) => {
                 self.must_close = true;
                 return Err(Error::explain(
