@@ -13,8 +13,8 @@ use proxy_runtime::server::{ConnectionTracker, ListenAddr, Listener, Service, Sh
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-/// Answers one request per connection after reading its head; `/slow` waits for
-/// `release` first.
+/// Answers one request per connection after reading its head; `/slow` says so on
+/// `seen`, then waits for `release`.
 async fn tiny_origin_conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     mut s: S,
     release: Arc<Notify>,
@@ -28,8 +28,8 @@ async fn tiny_origin_conn<S: AsyncReadExt + AsyncWriteExt + Unpin>(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    seen.notify_one();
     if buf.starts_with(b"GET /slow") {
+        seen.notify_one();
         release.notified().await;
     }
     let body = "done";
