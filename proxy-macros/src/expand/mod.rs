@@ -394,6 +394,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
     let retries = opt_tokens(u.retries);
     let tls = u.tls;
     let sni = opt_tokens(u.sni.as_deref());
+    let health = quote!(::core::option::Option::None);
     quote! {
         #krate::dsl::UpstreamSpec {
             name: #name,
@@ -406,6 +407,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             retries: #retries,
             tls: #tls,
             sni: #sni,
+            health: #health,
         }
     }
 }

@@ -297,6 +297,7 @@ mod tests {
         retries: None,
         tls: false,
         sni: None,
+        health: None,
     }];
 
     #[test]

@@ -20,4 +20,4 @@ pub use cache_policy::CachePolicy;
 pub use config::{ProxyConfig, UpstreamTimeouts};
 pub use response::{Flow, IntoDecision, IntoDelay, IntoFlow, IntoUnitResult, Response, apply_flow};
 pub use routing::{RouteInfo, RouteTable, RouteTarget};
-pub use upstreams::{LbPolicy, UpstreamGroup, UpstreamSpec};
+pub use upstreams::{HealthSpec, LbPolicy, UpstreamGroup, UpstreamSpec};

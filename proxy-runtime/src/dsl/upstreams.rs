@@ -4,17 +4,60 @@
 //! the environment, and host names resolved once.
 
 use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
-use crate::upstream::{HttpPeer, LoadBalancer, PeerOptions};
+use crate::upstream::health::run_health_checks;
+use crate::upstream::{HealthCheck, HealthProbe, HttpPeer, LoadBalancer, PeerOptions};
 
 /// How a group picks a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
     /// Each backend in turn.
     RoundRobin,
+}
+
+/// A health check as declared (compile-time data).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSpec {
+    /// `None`: a TCP connect; `Some(path)`: an HTTP `GET path`.
+    pub http_path: Option<&'static str>,
+    /// `Host` for HTTP probes.
+    pub host: Option<&'static str>,
+    /// Expected status for HTTP probes (default: any 2xx/3xx).
+    pub expect: Option<u16>,
+    /// Time between probes.
+    pub every: Duration,
+    /// Time a probe may take.
+    pub timeout: Option<Duration>,
+    /// Successes to come back up.
+    pub rise: Option<u32>,
+    /// Failures to go down.
+    pub fall: Option<u32>,
+}
+
+impl HealthSpec {
+    /// The runtime check.
+    pub fn check(&self) -> HealthCheck {
+        let probe = match self.http_path {
+            None => HealthProbe::Tcp,
+            Some(path) => HealthProbe::Http {
+                path: path.to_string(),
+                host: self.host.map(str::to_string),
+                expect: self.expect,
+            },
+        };
+        let mut check = HealthCheck::new(probe, self.every);
+        if let Some(t) = self.timeout {
+            check.timeout = t;
+        }
+        check.rise = self.rise.unwrap_or(check.rise).max(1);
+        check.fall = self.fall.unwrap_or(check.fall).max(1);
+        check
+    }
 }
 
 /// An upstream group as declared (compile-time data).
@@ -40,6 +83,8 @@ pub struct UpstreamSpec {
     pub tls: bool,
     /// TLS server name.
     pub sni: Option<&'static str>,
+    /// Active health check.
+    pub health: Option<HealthSpec>,
 }
 
 /// A live upstream group: its backends and the options of their peers.
@@ -47,7 +92,9 @@ pub struct UpstreamSpec {
 pub struct UpstreamGroup {
     /// The declared name.
     pub name: &'static str,
-    balancer: LoadBalancer,
+    balancer: Arc<LoadBalancer>,
+    health: Option<HealthCheck>,
+    checks_started: AtomicBool,
     options: PeerOptions,
     tls: bool,
     sni: String,
@@ -113,7 +160,7 @@ impl UpstreamGroup {
             );
         }
         let balancer = match spec.lb {
-            LbPolicy::RoundRobin => LoadBalancer::round_robin(backends)?,
+            LbPolicy::RoundRobin => Arc::new(LoadBalancer::round_robin(backends)?),
         };
         let mut options = PeerOptions::default();
         if let Some(d) = spec.connect_timeout {
@@ -137,6 +184,8 @@ impl UpstreamGroup {
         Ok(UpstreamGroup {
             name: spec.name,
             balancer,
+            health: spec.health.map(|h| h.check()),
+            checks_started: AtomicBool::new(false),
             options,
             tls: spec.tls,
             sni: spec.sni.unwrap_or("").to_string(),
@@ -144,8 +193,27 @@ impl UpstreamGroup {
         })
     }
 
+    /// Start the declared health checks (once; needs a tokio runtime). Selecting a
+    /// peer starts them too, so a group's checks run from its first request at the
+    /// latest.
+    pub fn start_health_checks(&self) {
+        let Some(check) = &self.health else { return };
+        if tokio::runtime::Handle::try_current().is_err() || self.checks_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(run_health_checks(self.balancer.clone(), check.clone(), self.name.to_string()));
+    }
+
+    /// Whether backend `i` is up (always, without health checks).
+    pub fn is_healthy(&self, i: usize) -> bool {
+        self.balancer.is_healthy(i)
+    }
+
     /// The peer for the next attempt.
     pub fn select(&self) -> Result<HttpPeer> {
+        if self.health.is_some() && !self.checks_started.load(Ordering::Relaxed) {
+            self.start_health_checks();
+        }
         let backend = self.balancer.select().ok_or_else(|| {
             Error::explain(
                 ErrorKind::NoUpstream,
@@ -186,6 +254,7 @@ mod tests {
         retries: Some(2),
         tls: false,
         sni: None,
+        health: None,
     };
 
     #[test]

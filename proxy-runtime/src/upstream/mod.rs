@@ -1,11 +1,14 @@
-//! The upstream side: peers, connecting, pooling, and choosing among backends.
+//! The upstream side: peers, connecting, pooling, choosing among backends, and health
+//! checks.
 
 pub mod connector;
+pub mod health;
 pub mod lb;
 pub mod peer;
 pub mod pool;
 
 pub use connector::Connector;
+pub use health::{HealthCheck, HealthProbe};
 pub use lb::{Backend, LoadBalancer};
 pub use peer::{HttpPeer, PeerOptions, ToPeerAddress};
 pub use pool::{ConnectionPool, PoolOptions};
