@@ -13,7 +13,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, LitStr, Token};
 
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, listing};
 use crate::lit::error_in_lit;
 
 /// One argument.
@@ -98,8 +98,8 @@ impl Options {
                 cx.error(
                     key.span(),
                     format!(
-                        "unknown {what} option `{name}`{hint}\n  valid options: {}",
-                        known.join(", ")
+                        "unknown {what} option `{name}`{hint}\n{}",
+                        listing("valid options", known)
                     ),
                 );
                 continue;

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use proxy_syntax::SyntaxError;
 use proxy_syntax::pattern::Segment;
-use syn::spanned::Spanned;
 
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, SpanRange};
+use crate::lit::lit_error;
 use crate::model::*;
 use crate::phases::{self, Combine, Slot};
 
@@ -58,10 +59,9 @@ fn check_route_target(decl: &ProxyDecl, r: &Route, cx: &Ctxt) {
                 cx.error(up.span(), format!("no upstream named `{up}`{hint}\n  {declared}"));
             }
             if r.func.outcome == Outcome::Answers {
-                cx.error(
-                    r.func.output.as_ref().map_or(name.span(), |t| t.span()),
+                cx.push(output_range(&r.func).error(
                     format!("route `{name}` forwards to `{up}`, but its handler always answers (returns a Response); remove `to` or return Result<()>/Flow"),
-                );
+                ));
             }
         }
         Action::Redirect(..) | Action::Respond(..) => {
@@ -74,26 +74,30 @@ fn check_route_target(decl: &ProxyDecl, r: &Route, cx: &Ctxt) {
         }
         Action::HandlerOnly => match r.func.outcome {
             Outcome::Answers => {}
-            Outcome::Forwards => cx.error(
-                r.attr_span,
-                format!(
-                    "route `{name}` neither forwards nor answers\n  help: add `to = Upstream`, `respond = 200` or `redirect = \"...\"`, or return a Response from `{name}`"
-                ),
-            ),
-            Outcome::Either => cx.error(
-                r.func.output.as_ref().map_or(name.span(), |t| t.span()),
-                format!(
-                    "route `{name}` may continue to an upstream (its handler returns a Flow/Option/bool) but has no `to = Upstream`\n  help: add `to = ...`, or return Response"
-                ),
-            ),
+            Outcome::Forwards => cx.push(r.attr_range.error(format!(
+                "route `{name}` neither forwards nor answers\n  help: add `to = Upstream`, `respond = 200` or `redirect = \"...\"`, or return a Response from `{name}`"
+            ))),
+            Outcome::Either => cx.push(output_range(&r.func).error(format!(
+                "route `{name}` may continue to an upstream (its handler returns a Flow/Option/bool) but has no `to = Upstream`\n  help: add `to = ...`, or return Response"
+            ))),
         },
+        // The bad `to`/`redirect`/`respond` value is reported already.
+        Action::Invalid => {}
+    }
+}
+
+/// Where a function's return type is written (its name when it returns `()`).
+fn output_range(f: &Func) -> SpanRange {
+    match &f.output {
+        Some(t) => SpanRange::of(t),
+        None => SpanRange::of(&f.ident),
     }
 }
 
 /// Route handler arguments: parameters by name, the rest by type.
 fn check_handler_args(r: &Route, cx: &Ctxt) {
     let params: Vec<&str> = r.pattern.params().collect();
-    let mut seen: Vec<(&ArgKind, proc_macro2::Span)> = Vec::new();
+    let mut seen: Vec<(&ArgKind, SpanRange)> = Vec::new();
     for a in &r.func.args {
         if a.kind == ArgKind::Param {
             let Some(name) = &a.name else { continue };
@@ -118,11 +122,11 @@ fn check_handler_args(r: &Route, cx: &Ctxt) {
             continue;
         }
         if let Some((_, first)) = seen.iter().find(|(k, _)| same_slot(k, &a.kind)) {
-            let mut e = syn::Error::new(a.ty.span(), "this argument is asked for twice");
-            e.combine(syn::Error::new(*first, "note: first asked for here"));
+            let mut e = SpanRange::of(&a.ty).error("this argument is asked for twice");
+            e.combine(first.error("note: first asked for here"));
             cx.push(e);
         }
-        seen.push((&a.kind, a.ty.span()));
+        seen.push((&a.kind, SpanRange::of(&a.ty)));
     }
     check_session_conflict(&r.func, true, cx);
 }
@@ -159,14 +163,10 @@ fn check_session_conflict(f: &Func, request_in_session: bool, cx: &Ctxt) {
         let mutable = matches!(s.kind, ArgKind::Session { mutable: true })
             || matches!(r.kind, ArgKind::RequestHeader { mutable: true });
         if mutable {
-            let mut e = syn::Error::new(
-                r.ty.span(),
+            let mut e = SpanRange::of(&r.ty).error(
                 "the request head is part of the session: take `&mut Session` or `&mut RequestHeader`, not both\n  help: use `session.req_header_mut()`",
             );
-            e.combine(syn::Error::new(
-                s.ty.span(),
-                "note: the session is taken here",
-            ));
+            e.combine(SpanRange::of(&s.ty).error("note: the session is taken here"));
             cx.push(e);
         }
     }
@@ -185,8 +185,7 @@ fn check_cache(r: &Route, cx: &Ctxt) {
         .filter(|(i, _)| r.methods & (1 << (i + 2)) != 0)
         .map(|(_, n)| *n)
         .collect();
-        let mut e = syn::Error::new(
-            c.span,
+        let mut e = c.range.error(
             format!(
                 "a cache policy on a route that accepts {}: only GET and HEAD responses are cached\n  help: limit the route to `GET | HEAD`, or split it in two",
                 if r.method_names.iter().any(|m| m == "ANY") {
@@ -196,11 +195,11 @@ fn check_cache(r: &Route, cx: &Ctxt) {
                 }
             ),
         );
-        e.combine(syn::Error::new(r.methods_span, "note: the route's methods"));
+        e.combine(r.methods_range.error("note: the route's methods"));
         cx.push(e);
     }
-    if !matches!(r.action, Action::Forward(_)) {
-        cx.error(c.span, "a cache policy needs a route that forwards (`to = Upstream`): local answers are not cached");
+    if !matches!(r.action, Action::Forward(_) | Action::Invalid) {
+        cx.push(c.range.error("a cache policy needs a route that forwards (`to = Upstream`): local answers are not cached"));
     }
 }
 
@@ -210,15 +209,22 @@ fn host_key(r: &Route) -> String {
         .map_or_else(String::new, |(h, _)| h.display())
 }
 
-/// Two routes that answer the same requests (same host, overlapping methods, patterns
-/// matching the same paths).
+/// Whether two routes answer the same requests: same host, overlapping methods, and
+/// patterns matching the same paths. Only routes whose attribute parsed cleanly are
+/// compared (a bad host or method would make a false match).
+fn collide(a: &Route, b: &Route) -> bool {
+    a.complete
+        && b.complete
+        && host_key(a) == host_key(b)
+        && a.methods & b.methods != 0
+        && a.pattern.shape() == b.pattern.shape()
+}
+
+/// Two routes that answer the same requests.
 fn check_collisions(decl: &ProxyDecl, cx: &Ctxt) {
     for (i, b) in decl.routes.iter().enumerate() {
         for a in &decl.routes[..i] {
-            if host_key(a) != host_key(b) || a.methods & b.methods == 0 {
-                continue;
-            }
-            if a.pattern.shape() != b.pattern.shape() {
+            if !collide(a, b) {
                 continue;
             }
             let same = a.pattern_lit.value() == b.pattern_lit.value() && a.methods == b.methods;
@@ -265,12 +271,25 @@ fn overlap_names(mask: u16) -> String {
     .join(", ")
 }
 
+/// Where segment `k` of a route's pattern is written, to point at it.
+fn segment_error(r: &Route, k: usize, message: String) -> SyntaxError {
+    let len = match &r.pattern.segments[k] {
+        Segment::Static(s) => s.len(),
+        Segment::Param(n) => n.len() + 2,
+        Segment::CatchAll(n) => n.len() + 3,
+    };
+    SyntaxError::new(r.pattern.offsets[k], len, message)
+}
+
 /// At one position under the same prefix, parameters must share a name (the matcher has
 /// one parameter branch per position).
 fn check_param_names(decl: &ProxyDecl, cx: &Ctxt) {
-    // (host, shape of the prefix, catch-all?) → (name, route index)
-    let mut seen: BTreeMap<(String, String, bool), (String, usize)> = BTreeMap::new();
+    // (host, shape of the prefix, catch-all?) → (name, route index, segment index)
+    let mut seen: BTreeMap<(String, String, bool), (String, usize, usize)> = BTreeMap::new();
     for (i, r) in decl.routes.iter().enumerate() {
+        if !r.complete {
+            continue;
+        }
         let mut prefix = String::new();
         for (k, seg) in r.pattern.segments.iter().enumerate() {
             let (name, catch_all) = match seg {
@@ -284,26 +303,37 @@ fn check_param_names(decl: &ProxyDecl, cx: &Ctxt) {
             };
             let key = (host_key(r), prefix.clone(), catch_all);
             match seen.get(&key) {
-                Some((other, j)) if other != name => {
+                // Routes that match the same requests are reported as such, once.
+                Some((other, j, _)) if other != name && collide(&decl.routes[*j], r) => {}
+                Some((other, j, other_k)) if other != name => {
                     let a = &decl.routes[*j];
-                    let lit_off = r.pattern.offsets[k];
-                    let _ = lit_off;
-                    let mut e = syn::Error::new(
-                        r.pattern_lit.span(),
+                    let written = if catch_all {
+                        format!("{{*{other}}}")
+                    } else {
+                        format!("{{{other}}}")
+                    };
+                    let e = segment_error(
+                        r,
+                        k,
                         format!(
-                            "parameter `{name}` in route `{}` is at the same position as `{other}` in route `{}`: routes that share a prefix must name the parameter the same",
+                            "`{name}` in route `{}` is at the same position as `{other}` in route `{}`",
                             r.func.ident, a.func.ident
                         ),
-                    );
-                    e.combine(syn::Error::new(
-                        a.pattern_lit.span(),
-                        format!("note: `{other}` is named here"),
+                    )
+                    .hint(format!(
+                        "routes that share a prefix must name the parameter the same: write `{written}`"
+                    ));
+                    let mut e = lit_error(&r.pattern_lit, &e, "parameter names differ");
+                    e.combine(lit_error(
+                        &a.pattern_lit,
+                        &segment_error(a, *other_k, format!("`{other}` is named here")),
+                        "note",
                     ));
                     cx.push(e);
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(key, (name.clone(), i));
+                    seen.insert(key, (name.clone(), i, k));
                 }
             }
             prefix.push_str(if catch_all { "/{*}" } else { "/{}" });
@@ -322,7 +352,7 @@ fn check_phases(decl: &ProxyDecl, cx: &Ctxt) {
     for (i, p) in decl.phases.iter().enumerate() {
         let def = phases::def(p.phase);
         for r in &p.routes {
-            if !route_names.iter().any(|n| r == n) {
+            if !route_names.iter().any(|n| r == n) && !decl.unparsed_routes.contains(r) {
                 let hint = proxy_syntax::suggest::closest(
                     &r.to_string(),
                     route_names.iter().map(String::as_str),
@@ -359,8 +389,8 @@ fn check_phases(decl: &ProxyDecl, cx: &Ctxt) {
                 );
             }
             if let Some(a) = p.func.args.iter().find(|a| a.kind == ArgKind::Route) {
-                cx.error(
-                    a.ty.span(),
+                cx.error_spanned(
+                    &a.ty,
                     format!("`{}` runs for every request, matched or not: take `Option<&Route>` instead of `&Route`", def.name),
                 );
             }
@@ -375,12 +405,23 @@ fn check_phases(decl: &ProxyDecl, cx: &Ctxt) {
         for a in &p.func.args {
             if a.kind != ArgKind::Param && a.kind != ArgKind::Unknown {
                 if seen.iter().any(|k| same_slot(k, &a.kind)) {
-                    cx.error(a.ty.span(), "this argument is asked for twice");
+                    cx.error_spanned(&a.ty, "this argument is asked for twice");
                 }
                 seen.push(&a.kind);
             }
         }
         check_session_conflict(&p.func, def.request_in_session, cx);
+        if let Some(span) = p.func.async_span
+            && !def.is_async
+        {
+            cx.error(
+                span,
+                format!(
+                    "`{}` is not an async phase: its functions cannot be `async`\n  help: remove `async` from `{}`",
+                    def.name, p.func.ident
+                ),
+            );
+        }
         if def.combine == Combine::ErrorChain
             && !p.func.args.iter().any(|a| a.kind == ArgKind::ErrorBox)
         {

@@ -45,8 +45,8 @@ fn proxy_impl(
     let mut module: syn::ItemMod = match syn::parse2(item.clone()) {
         Ok(m) => m,
         Err(_) => {
-            let err = syn::Error::new(
-                proc_macro2::Span::call_site(),
+            let err = syn::Error::new_spanned(
+                item_head(&item),
                 "#[proxy] goes on an inline module: `#[proxy(...)] mod edge { ... }`",
             )
             .to_compile_error();
@@ -63,9 +63,9 @@ fn proxy_impl(
     };
     let cx = ctxt::Ctxt::new();
     let decl = parse::parse(attr, &module.ident, items, &cx);
-    if !cx.has_errors() {
-        check::check(&decl, &cx);
-    }
+    // Cross-item rules run even after parse errors, on what parsed, so one build shows
+    // every mistake; they skip what a parse error left incomplete.
+    check::check(&decl, &cx);
     let generated = match cx.check() {
         Ok(()) => expand::expand(&decl),
         Err(e) => e.to_compile_error(),
@@ -74,6 +74,27 @@ fn proxy_impl(
         items.push(syn::Item::Verbatim(generated));
     }
     quote!(#module)
+}
+
+/// An item's head without its attributes and body: `pub struct Edge`, `fn main`.
+fn item_head(item: &proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    use proc_macro2::TokenTree;
+    let mut head = proc_macro2::TokenStream::new();
+    let mut tokens = item.clone().into_iter();
+    while let Some(t) = tokens.next() {
+        match &t {
+            // An outer attribute: `#` and its `[...]`.
+            TokenTree::Punct(p) if p.as_char() == '#' && head.is_empty() => {
+                tokens.next();
+            }
+            // `pub(crate)`
+            TokenTree::Group(_) if head.to_string() == "pub" => head.extend([t]),
+            TokenTree::Group(_) => break,
+            TokenTree::Punct(p) if matches!(p.as_char(), ';' | '=' | ':' | '<') => break,
+            _ => head.extend([t]),
+        }
+    }
+    if head.is_empty() { item.clone() } else { head }
 }
 
 fn misplaced(name: &str, item: TokenStream) -> TokenStream {

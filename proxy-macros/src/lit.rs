@@ -9,6 +9,11 @@ use crate::ctxt::Ctxt;
 
 /// Report `e`, found in the value of `lit`.
 pub fn error_in_lit(cx: &Ctxt, lit: &LitStr, e: &SyntaxError, what: &str) {
+    cx.push(lit_error(lit, e, what));
+}
+
+/// The error for `e`, found in the value of `lit` (to combine with notes).
+pub fn lit_error(lit: &LitStr, e: &SyntaxError, what: &str) -> syn::Error {
     let value = lit.value();
     // +1 for the opening quote; only exact for literals without escapes, so only
     // used when the source text equals the quoted value.
@@ -25,7 +30,7 @@ pub fn error_in_lit(cx: &Ctxt, lit: &LitStr, e: &SyntaxError, what: &str) {
     if let Some(h) = &e.hint {
         msg.push_str(&format!("\nhelp: {h}"));
     }
-    cx.error(span, msg);
+    syn::Error::new(span, msg)
 }
 
 fn indent(s: &str) -> String {

@@ -8,6 +8,7 @@ use proc_macro2::Span;
 use proxy_syntax::pattern::Pattern;
 use syn::{Ident, LitStr};
 
+use crate::ctxt::SpanRange;
 use crate::phases::Phase;
 
 /// The whole declaration.
@@ -30,6 +31,9 @@ pub struct ProxyDecl {
     pub upstreams: Vec<Upstream>,
     /// Routes, in declaration order.
     pub routes: Vec<Route>,
+    /// Functions with a `#[route]` too broken to be a route (the error is reported):
+    /// other items may still name them.
+    pub unparsed_routes: Vec<Ident>,
     /// Phase functions, in declaration order.
     pub phases: Vec<PhaseFn>,
 }
@@ -76,6 +80,8 @@ pub enum Action {
     Respond(u16, String, String),
     /// Only the handler answers.
     HandlerOnly,
+    /// `to`, `redirect` or `respond` was given with a bad value (already reported).
+    Invalid,
 }
 
 /// How a handler's return type lets the request go on.
@@ -142,6 +148,8 @@ pub fn param_for(name: &str, params: &[&str]) -> Option<String> {
 pub struct Func {
     pub ident: Ident,
     pub is_async: bool,
+    /// Where `async` is written, if it is.
+    pub async_span: Option<Span>,
     pub args: Vec<Arg>,
     pub outcome: Outcome,
     /// The declared return type (`None` for `()`).
@@ -159,10 +167,13 @@ pub struct HeaderOps {
 /// `#[route(...)] fn name(...)`.
 pub struct Route {
     pub func: Func,
-    pub attr_span: Span,
+    pub attr_range: SpanRange,
+    /// Whether the `#[route]` attribute parsed without errors: rules across routes
+    /// (collisions, parameter names) only look at complete routes.
+    pub complete: bool,
     pub methods: u16,
     pub method_names: Vec<String>,
-    pub methods_span: Span,
+    pub methods_range: SpanRange,
     pub host: Option<(HostPattern, Span)>,
     pub pattern: Pattern,
     pub pattern_lit: LitStr,
@@ -188,7 +199,7 @@ pub enum RequestPart {
 
 /// `#[cache(...)]` on a route.
 pub struct CachePolicy {
-    pub span: Span,
+    pub range: SpanRange,
     pub ttl: Option<Duration>,
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,

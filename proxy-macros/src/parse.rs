@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, FnArg, Ident, Item, ItemFn, LitStr, Pat, ReturnType, Type};
 
 use crate::args::{Options, expect_str, parse_args};
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, SpanRange, listing};
 use crate::lit::error_in_lit;
 use crate::model::*;
 use crate::phases;
@@ -167,6 +167,7 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         ctx: None,
         upstreams: Vec::new(),
         routes: Vec::new(),
+        unparsed_routes: Vec::new(),
         phases: Vec::new(),
     };
 
@@ -271,8 +272,15 @@ fn check_reserved(item: &Item, cx: &Ctxt) {
         cx.error(
             i.span(),
             format!(
-                "`{i}` is defined by #[proxy] in this module; choose another name\n  reserved: {}, and names starting with `__`",
-                RESERVED.join(", ")
+                "`{i}` is defined by #[proxy] in this module; choose another name\n{}",
+                listing(
+                    "reserved",
+                    &RESERVED
+                        .iter()
+                        .copied()
+                        .chain(["names starting with `__`"])
+                        .collect::<Vec<_>>()
+                )
             ),
         );
     }
@@ -318,6 +326,7 @@ fn parse_fn_markers(
             phase_attrs[0],
             "a function is either a route handler or a phase, not both",
         );
+        decl.unparsed_routes.push(f.sig.ident.clone());
         return;
     }
     if route_attrs.is_empty() && !cache_attrs.is_empty() {
@@ -326,8 +335,9 @@ fn parse_fn_markers(
     let func = analyze_fn(f, decl.ctx.as_ref(), cx);
     if let Some(route_attr) = route_attrs.first() {
         let cache = cache_attrs.first().and_then(|a| parse_cache(a, cx));
-        if let Some(r) = parse_route(route_attr, func, cache, cx) {
-            decl.routes.push(r);
+        match parse_route(route_attr, func, cache, cx) {
+            Some(r) => decl.routes.push(r),
+            None => decl.unparsed_routes.push(f.sig.ident.clone()),
         }
     } else if let Some(phase_attr) = phase_attrs.first() {
         if phase_attrs.len() > 1 {
@@ -382,6 +392,7 @@ fn analyze_fn(f: &ItemFn, ctx: Option<&Ident>, cx: &Ctxt) -> Func {
     Func {
         ident: f.sig.ident.clone(),
         is_async: f.sig.asyncness.is_some(),
+        async_span: f.sig.asyncness.map(|a| a.span),
         args,
         outcome: outcome_of(output.as_ref()),
         output,
@@ -758,6 +769,7 @@ fn parse_route(
     cache: Option<CachePolicy>,
     cx: &Ctxt,
 ) -> Option<Route> {
+    let errors_before = cx.error_count();
     let (positionals, opts) = Options::new(
         parse_args(attr_tokens(attr), cx),
         ROUTE_OPTIONS,
@@ -804,14 +816,23 @@ fn parse_route(
     let status = opts.int::<u16>("status", cx);
     let body = opts.string("body", cx);
     let content_type = opts.string("content_type", cx);
-    let targets = [
-        opts.key_span("to"),
-        opts.key_span("redirect"),
-        opts.key_span("respond"),
-    ];
-    let given: Vec<Span> = targets.iter().flatten().copied().collect();
-    if given.len() > 1 {
-        cx.error(given[1], "a route does one of `to`, `redirect`, `respond`");
+    let given: Vec<(&str, Span)> = ["to", "redirect", "respond"]
+        .into_iter()
+        .filter_map(|k| opts.key_span(k).map(|s| (k, s)))
+        .collect();
+    for (k, span) in given.iter().skip(1) {
+        let (first, first_span) = given[0];
+        let mut e = syn::Error::new(
+            *span,
+            format!(
+                "`{k}` cannot go with `{first}`: a route either forwards (`to`), redirects (`redirect`) or answers itself (`respond`)"
+            ),
+        );
+        e.combine(syn::Error::new(
+            first_span,
+            format!("note: `{first}` is given here"),
+        ));
+        cx.push(e);
     }
     let action = if let Some(up) = to {
         Action::Forward(up)
@@ -835,16 +856,18 @@ fn parse_route(
                 .as_ref()
                 .map_or_else(|| "text/plain; charset=utf-8".to_string(), LitStr::value),
         )
-    } else {
+    } else if given.is_empty() {
         Action::HandlerOnly
+    } else {
+        Action::Invalid
     };
-    if status.is_some() && !matches!(action, Action::Redirect(..)) {
+    if status.is_some() && !opts.has("redirect") {
         cx.error(
             opts.key_span("status").unwrap_or(attr.span()),
             "`status` goes with `redirect`; for a local answer use `respond = CODE`",
         );
     }
-    if (body.is_some() || content_type.is_some()) && !matches!(action, Action::Respond(..)) {
+    if (body.is_some() || content_type.is_some()) && !opts.has("respond") {
         cx.error(
             opts.key_span("body")
                 .or(opts.key_span("content_type"))
@@ -884,7 +907,14 @@ fn parse_route(
         }
         check_template(rw, &pattern, "rewrite", cx);
     }
-    if !matches!(action, Action::Forward(_)) {
+    // A route without any target is reported once, by `check` ("neither forwards nor
+    // answers"), unless its handler answers.
+    let answers_locally = match &action {
+        Action::Redirect(..) | Action::Respond(..) => true,
+        Action::HandlerOnly => func.outcome == Outcome::Answers,
+        Action::Forward(_) | Action::Invalid => false,
+    };
+    if answers_locally {
         for k in [
             "retries",
             "timeout",
@@ -911,13 +941,14 @@ fn parse_route(
             }
             s
         });
-    let action_span = given.first().copied().unwrap_or_else(|| attr.span());
-    Some(Route {
+    let action_span = given.first().map_or_else(|| attr.span(), |(_, s)| *s);
+    let mut route = Route {
         func,
-        attr_span: attr.span(),
+        attr_range: SpanRange::of(attr),
+        complete: false,
         methods,
         method_names,
-        methods_span: methods_expr.span(),
+        methods_range: SpanRange::of(&methods_expr),
         host,
         pattern,
         pattern_lit,
@@ -940,7 +971,9 @@ fn parse_route(
         },
         on_param_error,
         cache,
-    })
+    };
+    route.complete = cx.error_count() == errors_before;
+    Some(route)
 }
 
 /// `{name}` references in a redirect/rewrite template must be parameters of the pattern.
@@ -969,7 +1002,10 @@ fn check_template(lit: &LitStr, pattern: &proxy_syntax::pattern::Pattern, what: 
             if let Some(s) = proxy_syntax::suggest::closest(name, params.iter().copied()) {
                 e = e.hint(format!("did you mean `{{{s}}}`?"));
             } else if !params.is_empty() {
-                e = e.hint(format!("parameters: {}", params.join(", ")));
+                let written: Vec<String> = params.iter().map(|p| format!("{{{p}}}")).collect();
+                e = e.hint(format!("the route's parameters: {}", written.join(", ")));
+            } else {
+                e = e.hint("the route has no parameters");
             }
             error_in_lit(cx, lit, &e, &format!("invalid `{what}` template"));
         }
@@ -1028,7 +1064,7 @@ fn parse_cache(attr: &Attribute, cx: &Ctxt) -> Option<CachePolicy> {
         );
     }
     let policy = CachePolicy {
-        span: attr.span(),
+        range: SpanRange::of(attr),
         ttl: opts.duration("ttl", cx),
         stale_while_revalidate: opts.duration("stale_while_revalidate", cx),
         stale_if_error: opts.duration("stale_if_error", cx),
@@ -1064,8 +1100,8 @@ fn parse_phase(attr: &Attribute, func: Func, cx: &Ctxt) -> Option<PhaseFn> {
         cx.error_spanned(
             attr,
             format!(
-                "#[phase] needs a phase name, e.g. #[phase(request_filter)]\n  phases: {}",
-                phases::names().join(", ")
+                "#[phase] needs a phase name, e.g. #[phase(request_filter)]\n{}",
+                listing("phases", &phases::names())
             ),
         );
         return None;
@@ -1100,8 +1136,8 @@ fn parse_phase(attr: &Attribute, func: Func, cx: &Ctxt) -> Option<PhaseFn> {
                     .to_string()
             }
             _ => format!(
-                "unknown phase `{name}`{hint}\n  phases: {}",
-                names.join(", ")
+                "unknown phase `{name}`{hint}\n{}",
+                listing("phases", &names)
             ),
         };
         cx.error(ident.span(), msg);

@@ -20,22 +20,26 @@ pub struct PhaseCall {
     pub asserts: Vec<TokenStream>,
 }
 
+/// A direct use of `ty` as the phase's marker trait (which nothing implements): rustc
+/// reports the marker's `on_unimplemented` message on the argument's type, with no
+/// "required by a bound" notes pointing into generated code.
 fn cannot_provide(krate: &syn::Path, marker: &str, ty: &syn::Type) -> TokenStream {
     let marker = format_ident!("{}", marker);
     quote_spanned! {ty.span()=>
-        {
-            fn __assert<T: ?Sized + #krate::dsl::args::#marker>() {}
-            __assert::<#ty>();
-        }
+        let _ = <#ty as #krate::dsl::args::#marker>::PROVIDED;
     }
 }
 
+/// The call, through `self::` so that a generated local (`session`, `body`, a route
+/// parameter...) of the same name as the function cannot shadow it. It is spanned at
+/// the declared return type: a result the phase cannot use is reported there.
 fn finish_call(f: &Func, args: Vec<TokenStream>) -> TokenStream {
     let ident = &f.ident;
+    let span = f.output.as_ref().map_or(ident.span(), |t| t.span());
     if f.is_async {
-        quote! { #ident(#(#args),*).await }
+        quote_spanned! {span=> self::#ident(#(#args),*).await }
     } else {
-        quote! { #ident(#(#args),*) }
+        quote_spanned! {span=> self::#ident(#(#args),*) }
     }
 }
 
@@ -74,7 +78,7 @@ pub fn call_phase_fn(krate: &syn::Path, def: &PhaseDef, f: &Func) -> PhaseCall {
 }
 
 /// A route handler's call, inside the `match` arm that bound its parameters.
-pub fn route_handler_call(krate: &syn::Path, r: &Route) -> TokenStream {
+pub fn route_handler_call(krate: &syn::Path, route_idx: usize, r: &Route) -> TokenStream {
     let f = &r.func;
     let args = f
         .args
@@ -84,12 +88,17 @@ pub fn route_handler_call(krate: &syn::Path, r: &Route) -> TokenStream {
             match &a.kind {
                 ArgKind::Param => {
                     let params: Vec<&str> = r.pattern.params().collect();
-                    let name = a
+                    let param = a
                         .name
                         .as_ref()
-                        .and_then(|n| param_for(&n.to_string(), &params))
-                        .map_or_else(|| format_ident!("_"), |n| format_ident!("{}", n));
-                    quote_spanned! {ty.span()=> ::core::clone::Clone::clone(#name) }
+                        .and_then(|n| param_for(&n.to_string(), &params));
+                    let k = param
+                        .as_ref()
+                        .and_then(|p| params.iter().position(|q| q == p))
+                        .unwrap_or_default();
+                    let name = param.map_or_else(|| format_ident!("_"), |n| format_ident!("{}", n));
+                    let ops = super::param_ops_const(route_idx, k);
+                    quote_spanned! {ty.span()=> (#ops.pass)(#name) }
                 }
                 ArgKind::Session { mutable: true } => quote_spanned! {ty.span()=> &mut *session },
                 ArgKind::Session { mutable: false } => quote_spanned! {ty.span()=> &*session },

@@ -77,6 +77,11 @@ fn param_types(r: &Route) -> Vec<(String, syn::Type)> {
         .collect()
 }
 
+/// The constant holding the parse/pass operations of parameter `k` of route `route_idx`.
+pub fn param_ops_const(route_idx: usize, k: usize) -> syn::Ident {
+    format_ident!("__PARAM_{}_{}", route_idx, k)
+}
+
 /// Everything the module gains.
 pub fn expand(decl: &ProxyDecl) -> TokenStream {
     let krate = &decl.krate;
@@ -85,11 +90,11 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         None => quote!(()),
     };
     let mut assertions: Vec<TokenStream> = Vec::new();
-    if let Some(c) = &decl.ctx {
-        assertions.push(quote_spanned! {c.span()=>
-            #krate::dsl::args::assert_context_type::<#c>();
-        });
-    }
+    // Made where the `#[ctx]` struct is named, so a missing `Default` is reported there.
+    let new_user_ctx = match &decl.ctx {
+        Some(c) => quote_spanned! {c.span()=> #krate::dsl::args::new_context::<#c>() },
+        None => quote!(()),
+    };
 
     // ---- the route enum
     let variants = decl.routes.iter().map(|r| {
@@ -137,23 +142,32 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
 
     // ---- building a route from a match
     let n = matcher::max_params(decl);
-    let build_arms =
-        decl.routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let v = variant_name(&r.func.ident);
-                let status = r.on_param_error;
-                let fields = param_types(r).into_iter().enumerate().map(|(k, (name, ty))| {
-            let f = format_ident!("{}", name);
-            assertions.push(quote_spanned! {ty.span()=>
-                #krate::dsl::args::assert_route_param::<#ty>();
-            });
-            quote! { #f: #krate::dsl::routing::parse_param::<#ty>(__p[#k]).ok_or(#status)? }
-        }).collect::<Vec<_>>();
-                quote! { #i => ::core::result::Result::Ok(Route::#v { #(#fields),* }), }
-            })
-            .collect::<Vec<_>>();
+    let mut param_ops: Vec<TokenStream> = Vec::new();
+    let build_arms = decl
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let v = variant_name(&r.func.ident);
+            let status = r.on_param_error;
+            let fields = param_types(r)
+                .into_iter()
+                .enumerate()
+                .map(|(k, (name, ty))| {
+                    let f = format_ident!("{}", name);
+                    let ops = param_ops_const(i, k);
+                    // One item per parameter names its type as a `RouteParam`, so a type that
+                    // cannot be a parameter is reported once, on the handler's argument.
+                    let ops_ty = quote_spanned! {ty.span()=> #krate::dsl::args::ParamOps<#ty> };
+                    let ops_value =
+                        quote_spanned! {ty.span()=> #krate::dsl::args::route_param::<#ty>() };
+                    param_ops.push(quote! { const #ops: #ops_ty = #ops_value; });
+                    quote! { #f: (#ops.parse)(__p[#k]).ok_or(#status)? }
+                })
+                .collect::<Vec<_>>();
+            quote! { #i => ::core::result::Result::Ok(Route::#v { #(#fields),* }), }
+        })
+        .collect::<Vec<_>>();
     let builder = quote! {
         #[allow(unused_variables, clippy::all)]
         fn __build_route(__idx: usize, __p: &[&str; #n]) -> ::core::result::Result<Route, u16> {
@@ -273,7 +287,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
 
             fn new_ctx(&self) -> RequestCtx {
                 RequestCtx {
-                    user: ::core::default::Default::default(),
+                    user: #new_user_ctx,
                     route: ::core::option::Option::None,
                     __outcome: #krate::dsl::routing::RouteOutcome::Pending,
                     __target: ::core::option::Option::None,
@@ -315,6 +329,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         }
 
         #matcher
+        #(#param_ops)*
         #builder
         #templates
 
@@ -427,7 +442,7 @@ fn route_info_tokens(krate: &syn::Path, r: &Route) -> TokenStream {
             quote!(#krate::dsl::RouteTarget::Redirect(#s, #l))
         }
         Action::Respond(s, _, _) => quote!(#krate::dsl::RouteTarget::Respond(#s)),
-        Action::HandlerOnly => quote!(#krate::dsl::RouteTarget::Handler),
+        Action::HandlerOnly | Action::Invalid => quote!(#krate::dsl::RouteTarget::Handler),
     };
     let cached = r.cache.is_some();
     quote! {
@@ -477,44 +492,100 @@ fn pipeline(
             .map_or(p.func.ident.span(), |t| t.span());
         let stmt = match def.combine {
             Combine::Unit => {
-                quote_spanned! {out_span=> #krate::dsl::IntoUnitResult::into_unit_result(#call)?; }
+                let conv = convert(krate, &p.func, "IntoUnitResult", "into_unit_result");
+                quote_spanned! {out_span=> #conv(#call)?; }
             }
-            Combine::Always => quote_spanned! {out_span=> let () = #call; },
-            Combine::Flow => quote_spanned! {out_span=>
-                if #krate::dsl::apply_flow(#krate::dsl::IntoFlow::into_flow(#call)?, session).await? {
+            Combine::Always => {
+                let conv = exactly(krate, def, &p.func);
+                quote_spanned! {out_span=> let () = #conv(#call); }
+            }
+            Combine::Flow => {
+                let conv = convert(krate, &p.func, "IntoFlow", "into_flow");
+                quote_spanned! {out_span=>
+                if #krate::dsl::apply_flow(#conv(#call)?, session).await? {
                     return ::core::result::Result::Ok(true);
                 }
-            },
-            Combine::All => quote_spanned! {out_span=>
-                if !#krate::dsl::IntoDecision::into_decision(#call)? {
+                }
+            }
+            Combine::All => {
+                let conv = convert(krate, &p.func, "IntoDecision", "into_decision");
+                quote_spanned! {out_span=>
+                if !#conv(#call)? {
                     return ::core::result::Result::Ok(false);
                 }
-            },
-            Combine::Any => quote_spanned! {out_span=>
-                if #krate::dsl::IntoDecision::into_decision(#call)? {
+                }
+            }
+            Combine::Any => {
+                let conv = convert(krate, &p.func, "IntoDecision", "into_decision");
+                quote_spanned! {out_span=>
+                if #conv(#call)? {
                     return ::core::result::Result::Ok(true);
                 }
-            },
-            Combine::AnyPlain => quote_spanned! {out_span=> if #call { return true; } },
-            Combine::Delay => quote_spanned! {out_span=>
-                if let ::core::option::Option::Some(__d) = #krate::dsl::IntoDelay::into_delay(#call)? {
+                }
+            }
+            Combine::AnyPlain => {
+                let conv = exactly(krate, def, &p.func);
+                quote_spanned! {out_span=> if #conv(#call) { return true; } }
+            }
+            Combine::Delay => {
+                let conv = convert(krate, &p.func, "IntoDelay", "into_delay");
+                quote_spanned! {out_span=>
+                if let ::core::option::Option::Some(__d) = #conv(#call)? {
                     __delay = ::core::option::Option::Some(__delay.map_or(__d, |__x: ::std::time::Duration| __x.max(__d)));
                 }
-            },
+                }
+            }
             Combine::ErrorChain => {
                 // Scoped or route-bound functions leave the error unchanged when skipped.
-                let call = wrap_scope(decl, p, needs_route, quote!(#call), quote!(e));
-                stmts.push(quote! { let e = #call; });
+                let conv = exactly(krate, def, &p.func);
+                let call = wrap_scope(decl, p, needs_route, quote!(#conv(#call)), quote!(e));
+                let conv = exactly(krate, def, &p.func);
+                stmts.push(quote! { let e = #conv(#call); });
                 continue;
             }
             Combine::Single => {
-                singles.push(call);
+                let conv = exactly(krate, def, &p.func);
+                singles.push(quote! { #conv(#call) });
                 continue;
             }
         };
         stmts.push(wrap_scope(decl, p, needs_route, stmt, quote!()));
     }
     (stmts, singles)
+}
+
+/// The conversion of a user function's result to what its phase needs, named through
+/// the declared return type (`<Option<Response> as IntoFlow>::into_flow`): a type that
+/// does not convert is reported on the return type, with the trait's message.
+fn convert(krate: &syn::Path, f: &Func, trait_name: &str, method: &str) -> TokenStream {
+    let trait_ident = format_ident!("{}", trait_name);
+    let method = format_ident!("{}", method);
+    match &f.output {
+        Some(syn::Type::ImplTrait(_)) => quote!(#krate::dsl::#trait_ident::#method),
+        Some(ty) => quote_spanned! {ty.span()=> <#ty as #krate::dsl::#trait_ident>::#method },
+        None => quote!(<() as #krate::dsl::#trait_ident>::#method),
+    }
+}
+
+/// For phases whose functions return exactly the phase's type (`String`, `bool`,
+/// `Box<Error>`...): the identity, named through the declared return type, so a wrong
+/// type is reported on it with the message of `dsl::args::PhaseReturn` (not as a
+/// mismatch inside the generated method).
+fn exactly(krate: &syn::Path, def: &phases::PhaseDef, f: &Func) -> TokenStream {
+    let rt = quote!(#krate).to_string();
+    let expected: TokenStream = def.ret.replace("RT", &rt).parse().unwrap_or_default();
+    match &f.output {
+        Some(syn::Type::ImplTrait(_)) => quote!(::core::convert::identity),
+        Some(ty) => quote_spanned! {ty.span()=>
+            <#ty as #krate::dsl::args::PhaseReturn<#expected>>::into_expected
+        },
+        None => {
+            let unit = quote_spanned! {f.ident.span()=> () };
+            quote_spanned! {f.ident.span()=>
+                <#unit as #krate::dsl::args::PhaseReturn<#expected>>::into_expected
+            }
+        }
+    }
 }
 
 /// Run `body` only for the phase's routes and when the route it needs is there; as an
@@ -593,7 +664,9 @@ fn phase_methods(decl: &ProxyDecl) -> (Vec<TokenStream>, Vec<TokenStream>) {
             quote!()
         };
         methods.push(quote! {
-            #[allow(unused_variables, unused_mut, clippy::all)]
+            // `unreachable_code`: an argument the phase cannot provide is an error
+            // (see `calls::cannot_provide`) passed as `unreachable!()`.
+            #[allow(unused_variables, unused_mut, unreachable_code, clippy::all)]
             #sig {
                 #delay_init
                 #pre
@@ -672,7 +745,11 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             quote!(),
         )),
         Phase::RequestFilter => {
-            let actions = decl.routes.iter().map(|r| route_action(decl, r));
+            let actions = decl
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| route_action(decl, i, r));
             Some((
                 quote!(),
                 quote! {
@@ -796,7 +873,7 @@ fn header_ops_tokens(ops: &HeaderOps, target: TokenStream) -> TokenStream {
 }
 
 /// What a matched route does in `request_filter`: answer, redirect, or run its handler.
-fn route_action(decl: &ProxyDecl, r: &Route) -> TokenStream {
+fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
     let krate = &decl.krate;
     let v = variant_name(&r.func.ident);
     match &r.action {
@@ -817,10 +894,11 @@ fn route_action(decl: &ProxyDecl, r: &Route) -> TokenStream {
                 return ::core::result::Result::Ok(true);
             }
         },
-        Action::Forward(_) | Action::HandlerOnly => {
+        Action::Forward(_) | Action::HandlerOnly | Action::Invalid => {
             let params: Vec<syn::Ident> =
                 r.pattern.params().map(|p| format_ident!("{}", p)).collect();
-            let call = route_handler_call(krate, r);
+            let call = route_handler_call(krate, idx, r);
+            let conv = convert(krate, &r.func, "IntoFlow", "into_flow");
             let out_span = r
                 .func
                 .output
@@ -840,7 +918,7 @@ fn route_action(decl: &ProxyDecl, r: &Route) -> TokenStream {
             };
             quote_spanned! {out_span=>
                 Route::#v { #(#params,)* .. } => {
-                    let __flow = #krate::dsl::IntoFlow::into_flow(#call)?;
+                    let __flow = #conv(#call)?;
                     if #krate::dsl::apply_flow(__flow, session).await? {
                         return ::core::result::Result::Ok(true);
                     }

@@ -1,0 +1,21 @@
+use proxy_runtime::prelude::*;
+
+#[proxy]
+mod edge {
+    use super::*;
+
+    #[upstream(addrs = ["127.0.0.1:9001"])]
+    pub struct Api;
+
+    #[route(GET, "/users/{id}", to = Api)]
+    fn user(id: u64, req: &mut RequestHeader) -> Result<()> {
+        req.insert_header("x-user-id", id.to_string())
+    }
+
+    #[route(GET, "/users/{user_id}/posts", to = Api)]
+    fn posts(user_id: u64) {
+        let _ = user_id;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+use proxy_runtime::prelude::*;
+
+#[proxy]
+mod edge {
+    use super::*;
+
+    #[upstream(addrs = ["127.0.0.1:9001"])]
+    pub struct Api;
+
+    #[route(GET, "/users/{id}", to = Api)]
+    fn user(id: u64, session: &mut Session, req: &mut RequestHeader) -> Result<()> {
+        let _ = session;
+        req.insert_header("x-user-id", id.to_string())
+    }
+}
+
+fn main() {}

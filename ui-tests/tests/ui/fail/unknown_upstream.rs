@@ -1,0 +1,19 @@
+use proxy_runtime::prelude::*;
+
+#[proxy]
+mod edge {
+    use super::*;
+
+    #[upstream(addrs = ["127.0.0.1:9001"])]
+    pub struct Users;
+
+    #[upstream(addrs = ["127.0.0.1:9002"])]
+    pub struct Assets;
+
+    #[route(GET, "/users/{id}", to = User)]
+    fn user(id: u64, req: &mut RequestHeader) -> Result<()> {
+        req.insert_header("x-user-id", id.to_string())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use proxy_runtime::prelude::*;
+
+#[proxy]
+mod edge {
+    use super::*;
+
+    #[upstream(connect_timeout = "1s")]
+    pub struct Api;
+
+    #[route(ANY, "/{*rest}", to = Api)]
+    fn all(req: &RequestHeader) {
+        let _ = req;
+    }
+}
+
+fn main() {}
