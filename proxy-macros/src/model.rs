@@ -49,6 +49,19 @@ pub struct Upstream {
     pub retries: Option<u32>,
     pub tls: bool,
     pub sni: Option<String>,
+    pub health: Option<Health>,
+}
+
+/// `health = tcp(...)` or `health = http(...)` on an upstream.
+pub struct Health {
+    /// `Some(path)` for HTTP probes.
+    pub http_path: Option<String>,
+    pub host: Option<String>,
+    pub expect: Option<u16>,
+    pub every: Duration,
+    pub timeout: Option<Duration>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
 }
 
 /// A host a route is limited to.

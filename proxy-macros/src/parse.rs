@@ -48,6 +48,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "retries",
     "tls",
     "sni",
+    "health",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -564,6 +565,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
     }
     let sni = opts.string("sni", cx).map(|s| s.value());
     let tls = opts.flag("tls", cx);
+    let health = opts.value("health", cx).and_then(|e| parse_health(e, cx));
     if sni.is_some() && !tls {
         cx.error(
             opts.key_span("sni").unwrap_or(ident.span()),
@@ -580,6 +582,102 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
         tls,
         sni,
+        health,
+    })
+}
+
+const HEALTH_OPTIONS: &[&str] = &["every", "timeout", "rise", "fall", "path", "host", "expect"];
+
+/// `tcp(every = "5s")` or `http(path = "/healthz", every = "5s", expect = 200)`.
+fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
+    let usage = "`health` is `tcp(every = \"5s\")` or `http(path = \"/healthz\", every = \"5s\")`";
+    let Expr::Call(call) = e else {
+        cx.error_spanned(e, usage);
+        return None;
+    };
+    let kind = match &*call.func {
+        Expr::Path(p) => p.path.get_ident().map(|i| (i.to_string(), i.span())),
+        _ => None,
+    };
+    let Some((kind, kind_span)) = kind else {
+        cx.error_spanned(&call.func, usage);
+        return None;
+    };
+    let http = match kind.as_str() {
+        "tcp" => false,
+        "http" => true,
+        other => {
+            let hint = proxy_syntax::suggest::closest(other, ["tcp", "http"])
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            cx.error(kind_span, format!("unknown health check `{other}`{hint}\n  {usage}"));
+            return None;
+        }
+    };
+    let args = &call.args;
+    let (positionals, opts) = Options::new(
+        parse_args(quote::quote!(#args), cx),
+        HEALTH_OPTIONS,
+        "health check",
+        cx,
+    );
+    for p in positionals {
+        cx.error_spanned(p, usage);
+    }
+    let Some(every) = opts.duration("every", cx) else {
+        if !opts.has("every") {
+            cx.error(kind_span, "a health check needs `every = \"5s\"` (how often to probe)");
+        }
+        return None;
+    };
+    if every.is_zero() {
+        cx.error(opts.key_span("every").unwrap_or(kind_span), "`every` must be longer than 0");
+    }
+    let threshold = |key: &str| {
+        opts.int::<u32>(key, cx).map(|(v, span)| {
+            if v == 0 {
+                cx.error(span, format!("`{key}` is a count of consecutive probes: at least 1"));
+            }
+            v
+        })
+    };
+    let (rise, fall) = (threshold("rise"), threshold("fall"));
+    let path = opts.string("path", cx);
+    let host = opts.string("host", cx).map(|h| h.value());
+    let expect = opts.int::<u16>("expect", cx).map(|(v, span)| {
+        if !(100..=599).contains(&v) {
+            cx.error(span, "`expect` is an HTTP status (100-599)");
+        }
+        v
+    });
+    let http_path = if http {
+        match path {
+            Some(p) if p.value().starts_with('/') => Some(p.value()),
+            Some(p) => {
+                cx.error(p.span(), "a health check path starts with `/`");
+                None
+            }
+            None => {
+                cx.error(kind_span, "an http health check needs `path = \"/healthz\"`");
+                None
+            }
+        }
+    } else {
+        for key in ["path", "host", "expect"] {
+            if let Some(span) = opts.key_span(key) {
+                cx.error(span, format!("`{key}` goes with `http(...)` health checks, not `tcp(...)`"));
+            }
+        }
+        None
+    };
+    Some(Health {
+        http_path,
+        host,
+        expect,
+        every,
+        timeout: opts.duration("timeout", cx),
+        rise,
+        fall,
     })
 }
 

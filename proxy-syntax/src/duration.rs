@@ -12,6 +12,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, SyntaxError> {
     if input.trim().is_empty() {
         return Err(SyntaxError::new(0, 1, "empty duration").hint("write e.g. \"5s\" or \"250ms\""));
     }
+    if let Some(ws) = input.find(char::is_whitespace) {
+        let compact: String = input.split_whitespace().collect();
+        return Err(
+            SyntaxError::new(ws, 1, "spaces are not allowed in a duration")
+                .hint(format!("write \"{compact}\"")),
+        );
+    }
     let mut total: u128 = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -78,7 +85,8 @@ mod tests {
     #[test]
     fn errors_point_at_the_problem() {
         let e = parse_duration("5 s").unwrap_err();
-        assert_eq!(e.offset, 0);
+        assert_eq!(e.offset, 1);
+        assert!(e.hint.unwrap().contains("\"5s\""));
         let e = parse_duration("5sec").unwrap_err();
         assert_eq!((e.offset, e.len), (1, 3));
         assert!(

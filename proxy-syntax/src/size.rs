@@ -5,6 +5,11 @@ use crate::SyntaxError;
 
 /// Parse a size in bytes.
 pub fn parse_size(input: &str) -> Result<u64, SyntaxError> {
+    if let Some(ws) = input.find(char::is_whitespace) {
+        let compact: String = input.split_whitespace().collect();
+        return Err(SyntaxError::new(ws, 1, "spaces are not allowed in a size")
+            .hint(format!("write \"{compact}\"")));
+    }
     let digits = input.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return Err(SyntaxError::new(0, 1, "expected a number in size")
@@ -28,7 +33,15 @@ pub fn parse_size(input: &str) -> Result<u64, SyntaxError> {
                 other.len(),
                 format!("unknown size unit `{other}`"),
             )
-            .hint("units are B, KB, MB, GB (×1000) and KiB, MiB, GiB (×1024)"));
+            .hint(
+                match ["B", "KB", "MB", "GB", "KiB", "MiB", "GiB"]
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(other))
+                {
+                    Some(k) => format!("units are case-sensitive: write `{k}`"),
+                    None => "units are B, KB, MB, GB (×1000) and KiB, MiB, GiB (×1024)".to_string(),
+                },
+            ));
         }
     };
     number
@@ -47,6 +60,14 @@ mod tests {
         assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
         assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
         assert_eq!(parse_size("10mb").unwrap_err().offset, 2);
+        assert!(
+            parse_size("10mb")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("`MB`")
+        );
+        assert_eq!(parse_size("10 MB").unwrap_err().offset, 2);
         assert!(parse_size("MB").is_err());
     }
 }

@@ -19,7 +19,13 @@ mod gateway {
         pub user: Option<String>,
     }
 
-    #[upstream(addrs = ["127.0.0.1:9001"], connect_timeout = "1s", read_timeout = "5s", retries = 2)]
+    #[upstream(
+        addrs = ["127.0.0.1:9001"],
+        connect_timeout = "1s",
+        read_timeout = "5s",
+        retries = 2,
+        health = http(path = "/healthz", every = "5s")
+    )]
     pub struct Api;
 
     #[upstream(addrs = ["127.0.0.1:9002"], idle_timeout = "90s")]

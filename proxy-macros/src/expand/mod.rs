@@ -409,7 +409,27 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
     let retries = opt_tokens(u.retries);
     let tls = u.tls;
     let sni = opt_tokens(u.sni.as_deref());
-    let health = quote!(::core::option::Option::None);
+    let health = match &u.health {
+        None => quote!(::core::option::Option::None),
+        Some(h) => {
+            let path = opt_tokens(h.http_path.as_deref());
+            let host = opt_tokens(h.host.as_deref());
+            let expect = opt_tokens(h.expect);
+            let every_ms = h.every.as_millis() as u64;
+            let timeout = duration_tokens(h.timeout);
+            let rise = opt_tokens(h.rise);
+            let fall = opt_tokens(h.fall);
+            quote!(::core::option::Option::Some(#krate::dsl::HealthSpec {
+                http_path: #path,
+                host: #host,
+                expect: #expect,
+                every: ::std::time::Duration::from_millis(#every_ms),
+                timeout: #timeout,
+                rise: #rise,
+                fall: #fall,
+            }))
+        }
+    };
     quote! {
         #krate::dsl::UpstreamSpec {
             name: #name,

@@ -14,13 +14,14 @@ mod edge {
         write_timeout = "1m30s",
         idle_timeout = "90s",
         retries = 3,
+        health = http(path = "/healthz", every = "5s", expect = 200, host = "api.internal", timeout = "500ms", rise = 2, fall = 3),
     )]
     pub struct Mixed;
 
     #[upstream(addrs = ["secure.internal:443"], tls, sni = "secure.example.com")]
     pub struct Secure;
 
-    #[upstream(addrs = "127.0.0.1:9000", tls = false, retries = 0)]
+    #[upstream(addrs = "127.0.0.1:9000", tls = false, retries = 0, health = tcp(every = "2s"))]
     pub struct Plain;
 
     #[route(ANY, "/mixed/{*rest}", to = Mixed)]
@@ -38,6 +39,12 @@ mod edge {
 fn main() {
     let ups = edge::SPEC.upstreams;
     assert_eq!(ups.len(), 3);
+    let health = ups[0].health.unwrap();
+    assert_eq!(health.http_path, Some("/healthz"));
+    assert_eq!(health.every, Duration::from_secs(5));
+    assert_eq!((health.rise, health.fall, health.expect), (Some(2), Some(3), Some(200)));
+    assert!(ups[1].health.is_none());
+    assert_eq!(ups[2].health.unwrap().http_path, None);
     let mixed = &ups[0];
     assert_eq!(mixed.name, "Mixed");
     assert_eq!(
