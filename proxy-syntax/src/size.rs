@@ -7,8 +7,9 @@ use crate::SyntaxError;
 pub fn parse_size(input: &str) -> Result<u64, SyntaxError> {
     if let Some(ws) = input.find(char::is_whitespace) {
         let compact: String = input.split_whitespace().collect();
+        let suggestion = corrected(&compact).unwrap_or(compact);
         return Err(SyntaxError::new(ws, 1, "spaces are not allowed in a size")
-            .hint(format!("write \"{compact}\"")));
+            .hint(format!("write \"{suggestion}\"")));
     }
     let digits = input.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -49,6 +50,16 @@ pub fn parse_size(input: &str) -> Result<u64, SyntaxError> {
         .ok_or_else(|| SyntaxError::new(0, input.len(), "size too large"))
 }
 
+/// `10mb` → `10MB`: the same size with the unit spelled right, if that is the problem.
+fn corrected(compact: &str) -> Option<String> {
+    let digits = compact.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = &compact[digits..];
+    ["B", "KB", "MB", "GB", "KiB", "MiB", "GiB"]
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(unit))
+        .map(|k| format!("{}{k}", &compact[..digits]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +79,7 @@ mod tests {
                 .contains("`MB`")
         );
         assert_eq!(parse_size("10 MB").unwrap_err().offset, 2);
+        assert!(parse_size("10 mb").unwrap_err().hint.unwrap().contains("\"10MB\""));
         assert!(parse_size("MB").is_err());
     }
 }
