@@ -610,7 +610,10 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
             let hint = proxy_syntax::suggest::closest(other, ["tcp", "http"])
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            cx.error(kind_span, format!("unknown health check `{other}`{hint}\n  {usage}"));
+            cx.error(
+                kind_span,
+                format!("unknown health check `{other}`{hint}\n  {usage}"),
+            );
             return None;
         }
     };
@@ -626,17 +629,26 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
     }
     let Some(every) = opts.duration("every", cx) else {
         if !opts.has("every") {
-            cx.error(kind_span, "a health check needs `every = \"5s\"` (how often to probe)");
+            cx.error(
+                kind_span,
+                "a health check needs `every = \"5s\"` (how often to probe)",
+            );
         }
         return None;
     };
     if every.is_zero() {
-        cx.error(opts.key_span("every").unwrap_or(kind_span), "`every` must be longer than 0");
+        cx.error(
+            opts.key_span("every").unwrap_or(kind_span),
+            "`every` must be longer than 0",
+        );
     }
     let threshold = |key: &str| {
         opts.int::<u32>(key, cx).map(|(v, span)| {
             if v == 0 {
-                cx.error(span, format!("`{key}` is a count of consecutive probes: at least 1"));
+                cx.error(
+                    span,
+                    format!("`{key}` is a count of consecutive probes: at least 1"),
+                );
             }
             v
         })
@@ -658,14 +670,20 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
                 None
             }
             None => {
-                cx.error(kind_span, "an http health check needs `path = \"/healthz\"`");
+                cx.error(
+                    kind_span,
+                    "an http health check needs `path = \"/healthz\"`",
+                );
                 None
             }
         }
     } else {
         for key in ["path", "host", "expect"] {
             if let Some(span) = opts.key_span(key) {
-                cx.error(span, format!("`{key}` goes with `http(...)` health checks, not `tcp(...)`"));
+                cx.error(
+                    span,
+                    format!("`{key}` goes with `http(...)` health checks, not `tcp(...)`"),
+                );
             }
         }
         None

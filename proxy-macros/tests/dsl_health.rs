@@ -34,7 +34,10 @@ async fn a_dead_backend_is_taken_out_of_rotation() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while group.is_healthy(1) {
-        assert!(tokio::time::Instant::now() < deadline, "the dead backend was never marked down");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead backend was never marked down"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(group.is_healthy(0));

@@ -79,7 +79,13 @@ mod tests {
                 .contains("`MB`")
         );
         assert_eq!(parse_size("10 MB").unwrap_err().offset, 2);
-        assert!(parse_size("10 mb").unwrap_err().hint.unwrap().contains("\"10MB\""));
+        assert!(
+            parse_size("10 mb")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("\"10MB\"")
+        );
         assert!(parse_size("MB").is_err());
     }
 }

@@ -198,10 +198,16 @@ impl UpstreamGroup {
     /// latest.
     pub fn start_health_checks(&self) {
         let Some(check) = &self.health else { return };
-        if tokio::runtime::Handle::try_current().is_err() || self.checks_started.swap(true, Ordering::AcqRel) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || self.checks_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
-        tokio::spawn(run_health_checks(self.balancer.clone(), check.clone(), self.name.to_string()));
+        tokio::spawn(run_health_checks(
+            self.balancer.clone(),
+            check.clone(),
+            self.name.to_string(),
+        ));
     }
 
     /// Whether backend `i` is up (always, without health checks).

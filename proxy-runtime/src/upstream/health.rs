@@ -64,8 +64,16 @@ impl HealthCheck {
 pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), String> {
     let run = async {
         let stream = match addr {
-            SocketAddress::Inet(a) => Stream::Tcp(tokio::net::TcpStream::connect(a).await.map_err(|e| e.to_string())?),
-            SocketAddress::Unix(p) => Stream::Unix(tokio::net::UnixStream::connect(p).await.map_err(|e| e.to_string())?),
+            SocketAddress::Inet(a) => Stream::Tcp(
+                tokio::net::TcpStream::connect(a)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            SocketAddress::Unix(p) => Stream::Unix(
+                tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
         };
         let HealthProbe::Http { path, host, expect } = &check.probe else {
             return Ok(());
@@ -78,7 +86,10 @@ pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), Stri
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: proxy-runtime-health-check\r\nConnection: close\r\n\r\n"
         );
-        io.stream.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        io.stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let limits = HeadLimits::default();
         loop {
             match crate::protocols::h1::head::parse_response(&mut io.rbuf, &limits, &Method::GET) {
@@ -88,7 +99,11 @@ pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), Stri
                         Some(e) => status == *e,
                         None => (200..400).contains(&status),
                     };
-                    return if ok { Ok(()) } else { Err(format!("status {status}")) };
+                    return if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("status {status}"))
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => return Err(e.reason.to_string()),
@@ -145,7 +160,9 @@ pub async fn run_health_checks(lb: Arc<LoadBalancer>, check: HealthCheck, group:
 }
 
 /// Run futures concurrently and collect their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futures {
         set.push(Box::pin(f));
@@ -197,14 +214,33 @@ mod tests {
             }
         });
         let every = Duration::from_secs(1);
-        assert_eq!(probe(&addr, &HealthCheck::new(HealthProbe::Tcp, every)).await, Ok(()));
-        let http = |path: &str| HealthCheck::new(HealthProbe::Http { path: path.into(), host: None, expect: None }, every);
+        assert_eq!(
+            probe(&addr, &HealthCheck::new(HealthProbe::Tcp, every)).await,
+            Ok(())
+        );
+        let http = |path: &str| {
+            HealthCheck::new(
+                HealthProbe::Http {
+                    path: path.into(),
+                    host: None,
+                    expect: None,
+                },
+                every,
+            )
+        };
         assert_eq!(probe(&addr, &http("/healthz")).await, Ok(()));
-        assert_eq!(probe(&addr, &http("/other")).await, Err("status 503".to_string()));
+        assert_eq!(
+            probe(&addr, &http("/other")).await,
+            Err("status 503".to_string())
+        );
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed_addr = SocketAddress::Inet(closed.local_addr().unwrap());
         drop(closed);
-        assert!(probe(&closed_addr, &HealthCheck::new(HealthProbe::Tcp, every)).await.is_err());
+        assert!(
+            probe(&closed_addr, &HealthCheck::new(HealthProbe::Tcp, every))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -226,7 +262,10 @@ mod tests {
         tokio::spawn(run_health_checks(lb.clone(), check, "test".into()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while lb.is_healthy(1) {
-            assert!(tokio::time::Instant::now() < deadline, "the dead backend was never marked down");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dead backend was never marked down"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(lb.is_healthy(0));

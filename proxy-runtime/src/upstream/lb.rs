@@ -51,7 +51,9 @@ impl LoadBalancer {
 
     /// Whether backend `i` is considered healthy.
     pub fn is_healthy(&self, i: usize) -> bool {
-        self.health.get(i).is_some_and(|h| h.load(Ordering::Relaxed))
+        self.health
+            .get(i)
+            .is_some_and(|h| h.load(Ordering::Relaxed))
     }
 
     /// Mark backend `i` up or down (health checks do this).
