@@ -153,9 +153,11 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_closes_the_rest() {
         HttpProxyServiceBuilder::new(To(HttpPeer::new(origin_addr, false, "").unwrap())).build();
     service.add_std_listener(std_listener);
     assert_eq!(service.name(), "proxy");
-    let mut conf = ServerConf::default();
-    conf.threads = 1;
-    conf.grace_period = Duration::from_secs(10);
+    let conf = ServerConf {
+        threads: 1,
+        grace_period: Duration::from_secs(10),
+        ..ServerConf::default()
+    };
     let mut server = Server::new(conf);
     server.add_service(service);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
