@@ -146,9 +146,20 @@ pub enum ArgKind {
     Unknown,
 }
 
+/// The identifier of a route parameter: raw (`r#ref`) when the name is a keyword.
+pub fn param_ident(name: &str) -> Ident {
+    let span = proc_macro2::Span::call_site();
+    if syn::parse_str::<Ident>(name).is_ok() {
+        Ident::new(name, span)
+    } else {
+        Ident::new_raw(name, span)
+    }
+}
+
 /// The route parameter an argument called `name` receives: the same name, or the name
 /// without one leading `_` (for parameters a handler declares but does not use).
 pub fn param_for(name: &str, params: &[&str]) -> Option<String> {
+    let name = name.strip_prefix("r#").unwrap_or(name);
     if params.contains(&name) {
         return Some(name.to_string());
     }
@@ -167,6 +178,8 @@ pub struct Func {
     pub outcome: Outcome,
     /// The declared return type (`None` for `()`).
     pub output: Option<syn::Type>,
+    /// `fn name() {}`: nothing to call (routes that only forward or answer).
+    pub trivial: bool,
 }
 
 /// Header changes declared on a route.

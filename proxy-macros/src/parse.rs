@@ -396,6 +396,10 @@ fn analyze_fn(f: &ItemFn, ctx: Option<&Ident>, cx: &Ctxt) -> Func {
         async_span: f.sig.asyncness.map(|a| a.span),
         args,
         outcome: outcome_of(output.as_ref()),
+        trivial: f.sig.inputs.is_empty()
+            && output.is_none()
+            && f.sig.asyncness.is_none()
+            && f.block.stmts.is_empty(),
         output,
     }
 }

@@ -85,6 +85,12 @@ mod edge {
 
     #[route(GET, "/strict/{n}", to = Api, on_param_error = 400)]
     fn strict(_n: u8) {}
+
+    /// Keywords are fine as parameter names (`r#ref` in Rust).
+    #[route(GET, "/commits/{ref}")]
+    fn commit(r#ref: String) -> Response {
+        Response::text(200, format!("ref {ref}\n", ref = r#ref))
+    }
 }
 
 async fn start() -> std::net::SocketAddr {
@@ -134,6 +140,8 @@ async fn typed_parameter_that_does_not_parse_is_404_or_the_declared_status() {
     assert_eq!(request(p, "GET", "/users/abc", &[]).await.status, 404);
     assert_eq!(request(p, "GET", "/strict/300", &[]).await.status, 400);
     assert_eq!(request(p, "GET", "/strict/30", &[]).await.status, 200);
+    let r = request(p, "GET", "/commits/main", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ref main\n"));
 }
 
 #[tokio::test]
@@ -230,5 +238,5 @@ async fn route_table_is_data() {
     let table = edge::ROUTES.to_string();
     assert!(table.contains("GET|HEAD  *"), "{table}");
     assert!(table.contains("/users/{id}"));
-    assert_eq!(edge::ROUTES.routes().len(), 14);
+    assert_eq!(edge::ROUTES.routes().len(), 15);
 }

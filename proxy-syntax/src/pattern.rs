@@ -69,12 +69,9 @@ fn is_ident_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
 
-const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
-    "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
-    "unsafe", "use", "where", "while", "yield",
-];
+/// Names that cannot be Rust variables even as raw identifiers (`r#name`); every
+/// other keyword (`ref`, `type`, `match`...) is fine as a parameter name.
+const RESERVED_NAMES: &[&str] = &["self", "Self", "super", "crate", "_"];
 
 fn is_path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%".contains(c)
@@ -178,11 +175,11 @@ fn parse_segment(
             )
             .hint("a parameter name is a Rust identifier"));
         }
-        if RUST_KEYWORDS.contains(&name) {
+        if RESERVED_NAMES.contains(&name) {
             return Err(SyntaxError::new(
                 name_at,
                 name.len(),
-                format!("`{name}` is a Rust keyword"),
+                format!("`{name}` cannot name a parameter"),
             )
             .hint("parameters become variables: choose another name"));
         }
@@ -308,7 +305,7 @@ mod tests {
             ("/a/{}", 3, "without a name"),
             ("/a/{1d}", 4, "invalid parameter name"),
             ("/a/{i-d}", 5, "invalid character"),
-            ("/a/{type}", 4, "keyword"),
+            ("/a/{self}", 4, "cannot name a parameter"),
             ("/a/{id}/{id}", 9, "appears twice"),
             ("/a//b", 2, "empty segment"),
             ("/a/../b", 3, "can never match"),

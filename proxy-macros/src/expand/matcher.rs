@@ -81,44 +81,65 @@ fn gen_node(decl: &ProxyDecl, node: &Node, depth: usize, krate: &syn::Path) -> T
             if #r.is_none() { #checks }
         });
     }
-    if !node.statics.is_empty() {
-        let arms = node.statics.iter().map(|(text, child)| {
-            let body = gen_node(decl, child, depth + 1, krate);
-            quote! { #text => { #body } }
+    if node.statics.is_empty() && node.param.is_none() && node.catch_all.is_empty() {
+        return out;
+    }
+    let mut inner = TokenStream::new();
+    if !node.statics.is_empty() || node.param.is_some() {
+        // Split the segment once; every branch below reads it.
+        inner.extend(quote! {
+            let (__seg, #next) = #krate::dsl::routing::split_segment(__s);
         });
-        out.extend(quote! {
-            if let ::core::option::Option::Some(__s) = #r {
-                let (__seg, #next) = #krate::dsl::routing::split_segment(__s);
-                match __seg {
+    }
+    if !node.statics.is_empty() {
+        // Compare only the texts of the segment's length: one integer match, then at
+        // most a few equal-length comparisons.
+        let mut by_len: BTreeMap<usize, Vec<(&String, &Node)>> = BTreeMap::new();
+        for (text, child) in &node.statics {
+            by_len.entry(text.len()).or_default().push((text, child));
+        }
+        let len_arms = by_len.iter().map(|(len, group)| {
+            let arms = group.iter().map(|(text, child)| {
+                let body = gen_node(decl, child, depth + 1, krate);
+                quote! { #text => { #body } }
+            });
+            quote! {
+                #len => match __seg {
                     #(#arms)*
                     _ => {}
-                }
+                },
+            }
+        });
+        inner.extend(quote! {
+            match __seg.len() {
+                #(#len_arms)*
+                _ => {}
             }
         });
     }
     if let Some(child) = &node.param {
         let slot = node.slot;
         let body = gen_node(decl, child, depth + 1, krate);
-        out.extend(quote! {
-            if let ::core::option::Option::Some(__s) = #r {
-                let (__seg, #next) = #krate::dsl::routing::split_segment(__s);
-                if !__seg.is_empty() {
-                    __p[#slot] = __seg;
-                    #body
-                }
+        inner.extend(quote! {
+            if !__seg.is_empty() {
+                __p[#slot] = __seg;
+                #body
             }
         });
     }
     if !node.catch_all.is_empty() {
         let slot = node.slot;
         let checks = leaf_checks(decl, &node.catch_all, krate);
-        out.extend(quote! {
-            if let ::core::option::Option::Some(__s) = #r {
-                __p[#slot] = __s;
-                #checks
-            }
+        inner.extend(quote! {
+            __p[#slot] = __s;
+            #checks
         });
     }
+    out.extend(quote! {
+        if let ::core::option::Option::Some(__s) = #r {
+            #inner
+        }
+    });
     out
 }
 

@@ -100,7 +100,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
     let variants = decl.routes.iter().map(|r| {
         let v = variant_name(&r.func.ident);
         let fields = param_types(r).into_iter().map(|(name, ty)| {
-            let f = format_ident!("{}", name);
+            let f = param_ident(&name);
             quote!(#f: #ty)
         });
         let doc = format!("`{} {}`", r.method_names.join("|"), r.pattern_lit.value());
@@ -154,7 +154,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                 .into_iter()
                 .enumerate()
                 .map(|(k, (name, ty))| {
-                    let f = format_ident!("{}", name);
+                    let f = param_ident(&name);
                     let ops = param_ops_const(i, k);
                     // One item per parameter names its type as a `RouteParam`, so a type that
                     // cannot be a parameter is reported once, on the handler's argument.
@@ -765,10 +765,13 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             quote!(),
         )),
         Phase::RequestFilter => {
+            // Routes whose function is empty and which forward need no arm at all:
+            // fewer arms in this async fn keep compile times low for large tables.
             let actions = decl
                 .routes
                 .iter()
                 .enumerate()
+                .filter(|(_, r)| !(r.func.trivial && matches!(r.action, Action::Forward(_))))
                 .map(|(i, r)| route_action(decl, i, r));
             Some((
                 quote!(),
@@ -847,13 +850,26 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             ))
         }
         Phase::FailToConnect | Phase::ErrorWhileProxy => {
-            let arms = decl.routes.iter().filter_map(|r| {
-                let Action::Forward(up) = &r.action else { return None };
-                let limit = r
-                    .retries
-                    .or_else(|| decl.upstreams.iter().find(|u| u.ident == *up).and_then(|u| u.retries))?;
-                let v = variant_name(&r.func.ident);
-                Some(quote! { ::core::option::Option::Some(Route::#v { .. }) => ::core::option::Option::Some(#limit), })
+            let mut by_limit: std::collections::BTreeMap<u32, Vec<syn::Ident>> = Default::default();
+            for r in &decl.routes {
+                let Action::Forward(up) = &r.action else {
+                    continue;
+                };
+                let limit = r.retries.or_else(|| {
+                    decl.upstreams
+                        .iter()
+                        .find(|u| u.ident == *up)
+                        .and_then(|u| u.retries)
+                });
+                if let Some(limit) = limit {
+                    by_limit
+                        .entry(limit)
+                        .or_default()
+                        .push(variant_name(&r.func.ident));
+                }
+            }
+            let arms = by_limit.iter().map(|(limit, variants)| {
+                quote! { ::core::option::Option::Some(#(Route::#variants { .. })|*) => ::core::option::Option::Some(#limit), }
             });
             Some((
                 quote! {
@@ -915,8 +931,7 @@ fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
             }
         },
         Action::Forward(_) | Action::HandlerOnly | Action::Invalid => {
-            let params: Vec<syn::Ident> =
-                r.pattern.params().map(|p| format_ident!("{}", p)).collect();
+            let params: Vec<syn::Ident> = r.pattern.params().map(param_ident).collect();
             let call = route_handler_call(krate, idx, r);
             let conv = convert(krate, &r.func, "IntoFlow", "into_flow");
             let out_span = r
@@ -951,28 +966,41 @@ fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
 
 fn upstream_peer(decl: &ProxyDecl) -> TokenStream {
     let krate = &decl.krate;
-    let arms = decl.routes.iter().filter_map(|r| {
+    // One arm per (upstream, timeout overrides): routes that share them share the arm.
+    let mut groups: Vec<((usize, Option<u64>, Option<u64>), Vec<syn::Ident>)> = Vec::new();
+    for r in &decl.routes {
         let Action::Forward(up) = &r.action else {
-            return None;
+            continue;
         };
-        let idx = decl.upstreams.iter().position(|u| u.ident == *up)?;
+        let Some(idx) = decl.upstreams.iter().position(|u| u.ident == *up) else {
+            continue;
+        };
+        let key = (
+            idx,
+            r.timeout.map(|d| d.as_millis() as u64),
+            r.connect_timeout.map(|d| d.as_millis() as u64),
+        );
         let v = variant_name(&r.func.ident);
-        let read = r.timeout.map(|d| {
-            let ms = d.as_millis() as u64;
-            quote!(__peer.options.read_timeout = ::std::time::Duration::from_millis(#ms);)
-        });
-        let connect = r.connect_timeout.map(|d| {
-            let ms = d.as_millis() as u64;
-            quote!(__peer.options.connect_timeout = ::std::time::Duration::from_millis(#ms);)
-        });
-        Some(quote! {
-            ::core::option::Option::Some(Route::#v { .. }) => {
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, vs)) => vs.push(v),
+            None => groups.push((key, vec![v])),
+        }
+    }
+    let arms = groups.iter().map(|((idx, read, connect), variants)| {
+        let read = read.map(
+            |ms| quote!(__peer.options.read_timeout = ::std::time::Duration::from_millis(#ms);),
+        );
+        let connect = connect.map(
+            |ms| quote!(__peer.options.connect_timeout = ::std::time::Duration::from_millis(#ms);),
+        );
+        quote! {
+            ::core::option::Option::Some(#(Route::#variants { .. })|*) => {
                 let mut __peer = self.__upstreams[#idx].select()?;
                 #read
                 #connect
                 ::core::result::Result::Ok(__peer)
             }
-        })
+        }
     });
     quote! {
         #[allow(unused_variables, unreachable_patterns, clippy::all)]

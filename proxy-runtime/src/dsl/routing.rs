@@ -83,12 +83,20 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Split the next segment off `rest` (a path without its leading `/`): the segment, and
 /// what follows its `/` — `None` when this was the last segment.
-#[inline]
+#[inline(always)]
 pub fn split_segment(rest: &str) -> (&str, Option<&str>) {
-    match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
+    // Segments are short: a plain byte loop beats a general substring search here.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'/' {
+            // `/` is ASCII, so both halves are on character boundaries.
+            let (seg, tail) = rest.split_at(i);
+            return (seg, Some(&tail[1..]));
+        }
+        i += 1;
     }
+    (rest, None)
 }
 
 /// Percent-decode a parameter value; `None` if the result is not UTF-8.
