@@ -458,3 +458,100 @@ pub fn slot_for(kind: &ArgKind) -> Option<Slot> {
         ArgKind::Param | ArgKind::Unknown => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use crate::ctxt::Ctxt;
+
+    /// Parse and check a module body; the error messages, in order.
+    fn errors(body: proc_macro2::TokenStream) -> Vec<String> {
+        let mut module: syn::ItemMod = syn::parse2(quote!(mod edge { #body })).unwrap();
+        let ident = module.ident.clone();
+        let items = &mut module.content.as_mut().unwrap().1;
+        let cx = Ctxt::new();
+        let decl = crate::parse::parse(quote!(), &ident, items, &cx);
+        super::check(&decl, &cx);
+        match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn upstream() -> proc_macro2::TokenStream {
+        quote! {
+            #[upstream(addrs = ["127.0.0.1:1"])]
+            pub struct Api;
+        }
+    }
+
+    #[test]
+    fn equivalent_patterns_with_overlapping_methods_collide() {
+        let up = upstream();
+        let e = errors(quote! {
+            #up
+            #[route(GET | POST, "/users/{id}", to = Api)] fn a() {}
+            #[route(POST | PUT, "/users/{name}", to = Api)] fn b() {}
+        });
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("route `b` matches the same requests as route `a`")
+                && e[0].contains("POST"),
+            "{e:?}"
+        );
+        assert!(e[1].contains("note: route `a` is declared here"), "{e:?}");
+    }
+
+    #[test]
+    fn disjoint_methods_hosts_or_shapes_do_not_collide() {
+        let up = upstream();
+        let e = errors(quote! {
+            #up
+            #[route(GET, "/users/{id}", to = Api)] fn a() {}
+            #[route(POST, "/users/{id}", to = Api)] fn b() {}
+            #[route(GET, "/users/{id}", host = "a.example", to = Api)] fn c() {}
+            #[route(GET, "/users/me", to = Api)] fn d() {}
+            #[route(GET, "/users/{*rest}", to = Api)] fn e() {}
+            #[route(GET, "/users/{id}/", to = Api)] fn f() {}
+        });
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn identical_routes_are_duplicates() {
+        let up = upstream();
+        let e = errors(quote! {
+            #up
+            #[route(GET, "/a", to = Api)] fn a() {}
+            #[route(GET, "/a", to = Api)] fn b() {}
+        });
+        assert!(e[0].starts_with("duplicate route"), "{e:?}");
+    }
+
+    #[test]
+    fn any_overlaps_every_method() {
+        let up = upstream();
+        let e = errors(quote! {
+            #up
+            #[route(ANY, "/a/{x}", to = Api)] fn a() {}
+            #[route(PATCH, "/a/{y}", to = Api)] fn b() {}
+        });
+        assert!(e[0].contains("matches the same requests"), "{e:?}");
+    }
+
+    #[test]
+    fn parameters_at_one_position_share_a_name() {
+        let up = upstream();
+        let e = errors(quote! {
+            #up
+            #[route(GET, "/users/{id}", to = Api)] fn a() {}
+            #[route(GET, "/users/{name}/posts", to = Api)] fn b() {}
+        });
+        assert!(
+            e[0].starts_with("parameter names differ: `name` in route `b`"),
+            "{e:?}"
+        );
+        assert!(e[0].contains("write `{id}`"), "{e:?}");
+    }
+}
