@@ -967,7 +967,9 @@ fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
 fn upstream_peer(decl: &ProxyDecl) -> TokenStream {
     let krate = &decl.krate;
     // One arm per (upstream, timeout overrides): routes that share them share the arm.
-    let mut groups: Vec<((usize, Option<u64>, Option<u64>), Vec<syn::Ident>)> = Vec::new();
+    // (upstream index, read timeout ms, connect timeout ms) → the routes sharing them.
+    type PeerKey = (usize, Option<u64>, Option<u64>);
+    let mut groups: Vec<(PeerKey, Vec<syn::Ident>)> = Vec::new();
     for r in &decl.routes {
         let Action::Forward(up) = &r.action else {
             continue;
