@@ -20,6 +20,8 @@
 //! [`ctxt::Ctxt`] so one build reports every mistake; on error the user's items are
 //! still emitted, so the IDE keeps working. See `docs/src/dsl.md` for the language.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod check;
 mod ctxt;

@@ -27,6 +27,8 @@
 //! server.run_forever();
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod dsl;
 pub mod error;

@@ -282,6 +282,13 @@ impl Session {
         }
     }
 
+    /// Bytes queued for the client and not written yet.
+    pub fn pending_write(&self) -> usize {
+        match &self.downstream {
+            Downstream::H1(s) => s.pending_write(),
+        }
+    }
+
     /// Send everything queued for the client now.
     pub async fn flush(&mut self) -> Result<()> {
         match &mut self.downstream {

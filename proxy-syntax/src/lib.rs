@@ -8,6 +8,8 @@
 //! - [`address`]: upstream addresses (`ip:port`, `host:port`, `unix:/path`);
 //! - [`suggest`]: "did you mean" for misspelled names.
 
+#![forbid(unsafe_code)]
+
 pub mod address;
 pub mod duration;
 pub mod pattern;

@@ -19,6 +19,10 @@ use crate::proxy_trait::ProxyHttp;
 use crate::session::{Session, body_not_replayable};
 use crate::upstream::HttpPeer;
 
+/// Response bytes gathered for the client before writing, when more is already
+/// readable from the origin.
+const READ_AHEAD_LIMIT: usize = 256 * 1024;
+
 impl<P: ProxyHttp> HttpProxy<P> {
     /// Send the session's request to an HTTP/1.x origin over `stream` and relay the
     /// response. Errors carry the retry decision for the caller.
@@ -76,6 +80,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
             let event = match client.try_event() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => {
+                    // More of the response may already be waiting in the socket: take it
+                    // now, so the client gets fewer, larger writes (up to a bound).
+                    if session.pending_write() < READ_AHEAD_LIMIT
+                        && client
+                            .try_fill()
+                            .map_err(|e| refine_retry(e, &method, client.write_failed()))?
+                    {
+                        continue;
+                    }
                     // About to wait: everything produced so far goes to the client first.
                     session.flush().await?;
                     let reading_client = !req_done && client.pending_write() == 0;

@@ -119,8 +119,16 @@ impl Server {
         stop: impl Future<Output = ()> + Send + 'static,
         on_bound: impl FnOnce(&[SocketAddress]),
     ) -> Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.configuration.threads.max(1))
+        let threads = self.configuration.threads.max(1);
+        let mut builder = if threads == 1 {
+            // One worker: run everything on this thread; no cross-thread wake-ups.
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            b
+        };
+        let runtime = builder
             .enable_all()
             .thread_name("proxy-worker")
             .build()

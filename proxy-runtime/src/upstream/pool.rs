@@ -101,9 +101,8 @@ impl ConnectionPool {
             if let Some(order) = inner.order.as_mut() {
                 order.pop(&conn.id);
             }
-            if inner.by_key.get(&key).is_some_and(Vec::is_empty) {
-                inner.by_key.remove(&key);
-            }
+            // An emptied list stays (the sweeper drops it): the connection usually
+            // comes back within the request, and re-creating the list would allocate.
             if conn.expires <= now {
                 continue;
             }

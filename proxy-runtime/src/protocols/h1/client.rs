@@ -230,6 +230,27 @@ impl ClientSession {
         }
     }
 
+    /// Read what the origin has already sent, without waiting: `Ok(true)` if bytes
+    /// arrived (events may be ready), `Ok(false)` if nothing is there now. Only while
+    /// the response body is being read (the head is awaited with a timeout).
+    pub fn try_fill(&mut self) -> Result<bool> {
+        if self.read != ReadState::Body || self.io.eof || self.io.pending_write() > 0 {
+            return Ok(false);
+        }
+        let want = self.decoder.remaining_hint();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_fill(&mut cx, want) {
+            Poll::Ready(Ok(n)) => Ok(n > 0 || self.io.eof),
+            Poll::Ready(Err(e)) => Err(io_error(
+                e,
+                ErrorSource::Upstream,
+                true,
+                "reading response from upstream",
+            )),
+            Poll::Pending => Ok(false),
+        }
+    }
+
     /// Make progress until there is an event: writes queued request bytes and reads the
     /// response concurrently. Cancel-safe.
     pub async fn next_event(&mut self) -> Result<UpstreamEvent> {
@@ -274,7 +295,8 @@ impl ClientSession {
 
     /// The connection, if it can carry another request: both messages ended cleanly,
     /// the origin allows keep-alive, and nothing unexpected is buffered.
-    pub fn into_reusable(self) -> Option<Stream> {
+    pub fn into_reusable(mut self) -> Option<Stream> {
+        self.io.release_buffers();
         if self.read == ReadState::Done
             && self.keep_alive
             && self.request_finished

@@ -102,16 +102,58 @@ pub struct ParsedResponse {
     pub keep_alive: bool,
 }
 
-/// Offsets of one header inside the buffer that was parsed.
+/// Where one header's name and value sit inside the buffer that was parsed.
+#[derive(Clone, Copy, Default)]
 struct RawHeader {
-    name: HeaderName,
-    name_at: (usize, usize),
-    value_at: (usize, usize),
+    name_at: (u32, u32),
+    value_at: (u32, u32),
+}
+
+/// Header positions of one head: on the stack for the usual few dozen headers, on the
+/// heap beyond.
+struct RawHeaders {
+    inline: [RawHeader; INLINE_HEADERS],
+    len: usize,
+    spill: Vec<RawHeader>,
+}
+
+/// Headers whose positions are kept without allocating.
+const INLINE_HEADERS: usize = 48;
+
+impl RawHeaders {
+    fn new() -> Self {
+        RawHeaders {
+            inline: [RawHeader::default(); INLINE_HEADERS],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, h: RawHeader) {
+        if self.len < INLINE_HEADERS {
+            self.inline[self.len] = h;
+        } else {
+            self.spill.push(h);
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RawHeader> {
+        self.inline[..self.len.min(INLINE_HEADERS)]
+            .iter()
+            .chain(self.spill.iter())
+    }
 }
 
 fn offset_in(base: &[u8], part: &[u8]) -> (usize, usize) {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     (start, start + part.len())
+}
+
+fn offset32(base: &[u8], part: &[u8]) -> (u32, u32) {
+    // Heads are bounded far below 4 GiB (`max_head_bytes`).
+    let (a, b) = offset_in(base, part);
+    (a as u32, b as u32)
 }
 
 /// Trim optional whitespace (SP / HTAB) from both ends of a header value.
@@ -125,37 +167,31 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-fn collect_headers(
-    base: &[u8],
-    headers: &[httparse::Header<'_>],
-    is_request: bool,
-) -> Result<Vec<RawHeader>, HeadError> {
-    let mut out = Vec::with_capacity(headers.len());
-    let status = if is_request { 400 } else { 502 };
+fn collect_headers(base: &[u8], headers: &[httparse::Header<'_>]) -> RawHeaders {
+    let mut out = RawHeaders::new();
     for h in headers {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| bad(status, "invalid header name"))?;
-        let value = trim_ows(h.value);
         out.push(RawHeader {
-            name,
-            name_at: offset_in(base, h.name.as_bytes()),
-            value_at: offset_in(base, value),
+            name_at: offset32(base, h.name.as_bytes()),
+            value_at: offset32(base, trim_ows(h.value)),
         });
     }
-    Ok(out)
+    out
 }
 
 fn fill_headers(
     head: &Bytes,
-    raw: Vec<RawHeader>,
+    raw: &RawHeaders,
     map: &mut CaseMap,
     status: u16,
 ) -> Result<(), HeadError> {
-    for h in raw {
-        let spelling = head.slice(h.name_at.0..h.name_at.1);
-        let value = HeaderValue::from_maybe_shared(head.slice(h.value_at.0..h.value_at.1))
+    for h in raw.iter() {
+        let (n0, n1) = (h.name_at.0 as usize, h.name_at.1 as usize);
+        let (v0, v1) = (h.value_at.0 as usize, h.value_at.1 as usize);
+        let name = HeaderName::from_bytes(&head[n0..n1])
+            .map_err(|_| bad(status, "invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
             .map_err(|_| bad(status, "invalid header value"))?;
-        map.append_parsed(h.name, spelling, value);
+        map.append_parsed(name, head.slice(n0..n1), value);
     }
     Ok(())
 }
@@ -207,13 +243,13 @@ pub fn parse_request(
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad(400, "invalid method"))?;
     let path_at = offset_in(buf, path.as_bytes());
-    let raw = collect_headers(buf, req.headers, true)?;
+    let raw = collect_headers(buf, req.headers);
 
     let head = buf.split_to(head_len).freeze();
     let target = head.slice(path_at.0..path_at.1);
     let uri = parse_target(&method, target)?;
     let mut header = RequestHeader::from_parts(method, uri, version);
-    fill_headers(&head, raw, header.headers_mut_raw(), 400)?;
+    fill_headers(&head, &raw, header.headers_mut_raw(), 400)?;
     finish_request(header).map(Some)
 }
 
@@ -392,15 +428,46 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
     })
 }
 
-/// `uri-host [ ":" port ]` without userinfo, spaces or other oddities.
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2) without userinfo, checked in place.
 fn valid_authority(v: &[u8]) -> bool {
-    if v.contains(&b'@') || v.contains(&b' ') {
-        return false;
-    }
-    match http::uri::Authority::try_from(v) {
-        Ok(a) => a.port().is_none() || a.port_u16().is_some(),
-        Err(_) => false,
-    }
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &v[1..close];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match &v[close + 1..] {
+            [] => (&v[..0], None),
+            [b':', port @ ..] => (&v[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        }
+    };
+    let host_ok = v.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)));
+    let port_ok = match port {
+        None => true,
+        Some([]) => true, // "host:" is allowed by the grammar (empty port)
+        Some(p) => {
+            p.len() <= 5
+                && p.iter().all(u8::is_ascii_digit)
+                && p.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')) <= 65535
+        }
+    };
+    host_ok && port_ok
 }
 
 /// The last transfer coding of a message, as far as framing cares.
@@ -548,9 +615,23 @@ pub fn parse_response(
     limits: &HeadLimits,
     method: &Method,
 ) -> Result<Option<ParsedResponse>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut resp = httparse::Response::new(&mut headers);
+    // Most responses have a few headers: parse with slots on the stack, and only if
+    // they do not suffice (and the limit allows more) with the full count on the heap.
+    let mut stack = [httparse::EMPTY_HEADER; STACK_RESPONSE_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [httparse::Header<'_>] = if max_headers <= STACK_RESPONSE_HEADERS
+        || response_header_count_hint(buf) <= STACK_RESPONSE_HEADERS
+    {
+        &mut stack[..max_headers.min(STACK_RESPONSE_HEADERS)]
+    } else {
+        heap.resize(max_headers, httparse::EMPTY_HEADER);
+        &mut heap
+    };
+    let mut resp = httparse::Response::new(slots);
     let head_len = match resp.parse(&buf[..]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -572,9 +653,9 @@ pub fn parse_response(
     };
     let status = StatusCode::from_u16(code).map_err(|_| bad(502, "invalid status code"))?;
     let reason_at = resp.reason.map(|r| offset_in(buf, r.as_bytes()));
-    let raw = collect_headers(buf, resp.headers, false)?;
+    let raw = collect_headers(buf, resp.headers);
     let head = buf.split_to(head_len).freeze();
-    let mut header = ResponseHeader::new(status, raw.len());
+    let mut header = ResponseHeader::new(status, raw.len);
     header.version = if minor == 1 {
         Version::HTTP_11
     } else {
@@ -586,8 +667,20 @@ pub fn parse_response(
             header.set_reason(reason);
         }
     }
-    fill_headers(&head, raw, header.headers_mut_raw(), 502)?;
+    fill_headers(&head, &raw, header.headers_mut_raw(), 502)?;
     finish_response(header, method).map(Some)
+}
+
+/// Header slots on the stack when parsing a response.
+const STACK_RESPONSE_HEADERS: usize = 32;
+
+/// An upper bound of the header lines in what is buffered (counts line feeds).
+fn response_header_count_hint(buf: &[u8]) -> usize {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    buf[..end].iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Decide the body framing of a response (RFC 9112 §6.3).
@@ -739,6 +832,29 @@ mod tests {
         );
         assert_eq!(status_of("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
         assert_eq!(status_of("GET / HTTP/1.0\r\n\r\n"), 0);
+        for ok in [
+            "a.example",
+            "a.example:8080",
+            "[::1]",
+            "[::1]:80",
+            "127.0.0.1:1",
+            "xn--d1a.example",
+        ] {
+            assert_eq!(
+                status_of(&format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n")),
+                0,
+                "{ok}"
+            );
+        }
+        for bad in [
+            "a@b", "a:99999", "a:8x", "[::1", "[zz]", "[::1]x", ":80", "a/b",
+        ] {
+            assert_eq!(
+                status_of(&format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n")),
+                400,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl ConnIo {
             Some(n) => (n as usize).clamp(READ_CHUNK, MAX_BODY_READ),
             None => READ_CHUNK,
         };
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = buffer_pool::take();
+        }
         if self.rbuf.capacity() - self.rbuf.len() < target / 2 {
             self.rbuf.reserve(target);
         }
@@ -86,11 +89,6 @@ impl ConnIo {
             }
             other => other,
         }
-    }
-
-    /// Queue bytes that are small enough to copy (heads, framing).
-    pub fn small_buf(&mut self) -> &mut BytesMut {
-        &mut self.small
     }
 
     /// Queue a large payload as its own slice, after everything queued so far.
@@ -108,9 +106,9 @@ impl ConnIo {
         encoder: &mut BodyEncoder,
         data: Bytes,
     ) -> Result<(), &'static str> {
-        if let Some(large) = encoder.encode(data, &mut self.small)? {
+        if let Some(large) = encoder.encode(data, self.small_buf())? {
             self.push_large(large);
-            encoder.after_large(&mut self.small);
+            encoder.after_large(self.small_buf());
         }
         Ok(())
     }
@@ -127,15 +125,18 @@ impl ConnIo {
 
     /// Poll form of [`ConnIo::flush`]: `Ready(Ok)` once the queue is empty.
     pub fn poll_flush_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.small.is_empty() {
-            self.queue.push_back(self.small.split().freeze());
-        }
-        while !self.queue.is_empty() {
+        // The queue, then `small` after it: one vectored write; `small` is written in
+        // place (no copy, no allocation for the common head-plus-short-body case).
+        while !self.queue.is_empty() || !self.small.is_empty() {
             let n = {
                 let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
                 for (slot, b) in slices.iter_mut().zip(self.queue.iter()) {
                     *slot = io::IoSlice::new(b);
+                    count += 1;
+                }
+                if count < MAX_IOVECS && !self.small.is_empty() {
+                    slices[count] = io::IoSlice::new(&self.small);
                     count += 1;
                 }
                 match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
@@ -149,12 +150,16 @@ impl ConnIo {
             };
             self.consume_written(n);
         }
+        // Everything is out: start the small buffer over at its beginning.
+        self.small.clear();
         Poll::Ready(Ok(()))
     }
 
     fn consume_written(&mut self, mut n: usize) {
         while n > 0 {
             let Some(front) = self.queue.front_mut() else {
+                // The rest was from `small`.
+                self.small.advance(n);
                 return;
             };
             if front.len() <= n {
@@ -170,17 +175,68 @@ impl ConnIo {
     /// Give back buffer memory while the connection waits idle.
     pub fn release_buffers(&mut self) {
         if self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
+            buffer_pool::give(std::mem::take(&mut self.rbuf));
         }
         if self.small.is_empty() && self.queue.is_empty() {
-            self.small = BytesMut::new();
+            buffer_pool::give(std::mem::take(&mut self.small));
             self.queue = VecDeque::new();
         }
+    }
+
+    /// Make sure the small write buffer has room (taken from the pool when empty).
+    pub fn small_buf(&mut self) -> &mut BytesMut {
+        if self.small.capacity() == 0 {
+            self.small = buffer_pool::take();
+        }
+        &mut self.small
     }
 
     /// Shut down the write side after flushing (a clean close for close-delimited bodies).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.flush().await?;
         tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await
+    }
+}
+
+/// A per-thread stock of read/write buffers, so a connection can give its buffers back
+/// while it waits (it holds no memory when idle) without paying an allocation when the
+/// next request arrives.
+mod buffer_pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// The size of a pooled buffer.
+    const SIZE: usize = super::READ_CHUNK;
+    /// Buffers kept per thread (at most 1 MiB).
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer with at least `SIZE` bytes of room.
+    pub(super) fn take() -> BytesMut {
+        FREE.with(|f| f.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
+    }
+
+    /// Give a buffer back: kept only if nothing else still points into it.
+    pub(super) fn give(mut buf: BytesMut) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        buf.clear();
+        // `try_reclaim` succeeds without allocating only when this handle owns the whole
+        // allocation again (all `Bytes` split off it are gone).
+        if buf.capacity() < SIZE && !buf.try_reclaim(SIZE) {
+            return;
+        }
+        FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.len() < KEEP {
+                f.push(buf);
+            }
+        });
     }
 }

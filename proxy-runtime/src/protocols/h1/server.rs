@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, ErrorSource, Result, io_error};
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// Write buffered output once this much is queued, to bound memory per connection.
-const WRITE_HIGH_WATER: usize = 64 * 1024;
+const WRITE_HIGH_WATER: usize = 256 * 1024;
 
 /// What waiting for the next request on a connection produced.
 #[derive(Debug)]
@@ -439,6 +439,11 @@ impl ServerSession {
         }
         self.resp_finished = true;
         self.flush().await
+    }
+
+    /// Bytes queued for the client and not written yet.
+    pub fn pending_write(&self) -> usize {
+        self.io.pending_write()
     }
 
     /// Write out everything queued, within the write timeout.
