@@ -1,20 +1,22 @@
 //! Header storage that remembers how each header name was spelled.
 //!
-//! Two [`HeaderMap`]s receive exactly the same operations: one holds the values, the
-//! other holds the name as spelled on the wire. `HeaderMap` iterates in an order that
-//! only depends on the operations applied, so walking both maps together pairs every
-//! value with its original spelling.
+//! The values live in an [`HeaderMap`]; next to it, a short list keeps the spelling of
+//! every name that is not already spelled in lower case (`X-Request-ID`, `Content-Type`),
+//! in the order the names arrived. Serializing walks the map and finds each name's
+//! spelling in the list — usually at the next position, so the walk stays linear.
+//! One spelling is kept per name: a name received twice with different case is written
+//! with the first spelling (names are case-insensitive).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 
-/// Values plus original spellings, kept in step.
+/// Values plus the original spellings of names that are not lower case.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CaseMap {
     values: HeaderMap,
-    spellings: HeaderMap<Bytes>,
+    spellings: Vec<(HeaderName, Bytes)>,
 }
 
 /// Something that names a header: `&str`, `String`, [`HeaderName`] or `&HeaderName`.
@@ -110,12 +112,29 @@ impl CaseMap {
     pub(crate) fn with_capacity(n: usize) -> Self {
         CaseMap {
             values: HeaderMap::with_capacity(n),
-            spellings: HeaderMap::with_capacity(n),
+            spellings: Vec::with_capacity(n),
         }
     }
 
     pub(crate) fn values(&self) -> &HeaderMap {
         &self.values
+    }
+
+    /// Remember `spelling` for `name` unless it is the lower-case name itself.
+    fn spell(&mut self, name: &HeaderName, spelling: Bytes, replace: bool) {
+        let lower = spelling.as_ref() == name.as_str().as_bytes();
+        match self.spellings.iter().position(|(n, _)| n == name) {
+            Some(i) if replace => {
+                if lower {
+                    self.spellings.remove(i);
+                } else {
+                    self.spellings[i].1 = spelling;
+                }
+            }
+            Some(_) => {}
+            None if !lower => self.spellings.push((name.clone(), spelling)),
+            None => {}
+        }
     }
 
     pub(crate) fn insert(
@@ -125,7 +144,7 @@ impl CaseMap {
     ) -> Result<()> {
         let (name, spelling) = name.into_names()?;
         let value = value_of(value)?;
-        self.spellings.insert(name.clone(), spelling);
+        self.spell(&name, spelling, true);
         self.values.insert(name, value);
         Ok(())
     }
@@ -137,34 +156,50 @@ impl CaseMap {
     ) -> Result<()> {
         let (name, spelling) = name.into_names()?;
         let value = value_of(value)?;
-        self.append_parsed(name, spelling, value);
+        self.spell(&name, spelling, false);
+        self.values.append(name, value);
         Ok(())
     }
 
-    /// Append an already validated header (the parser's path: no re-validation).
+    /// Append an already validated header (the parser's path: no re-validation, and
+    /// no search: a repeated name may be listed twice, which serializing tolerates).
     pub(crate) fn append_parsed(&mut self, name: HeaderName, spelling: Bytes, value: HeaderValue) {
-        self.spellings.append(name.clone(), spelling);
+        if spelling.as_ref() != name.as_str().as_bytes() {
+            self.spellings.push((name.clone(), spelling));
+        }
         self.values.append(name, value);
     }
 
     pub(crate) fn remove(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
-        match name.key() {
-            KeyRef::Str(s) => {
-                self.spellings.remove(s);
-                self.values.remove(s)
-            }
-            KeyRef::Name(n) => {
-                self.spellings.remove(n);
-                self.values.remove(n)
-            }
+        let removed = match name.key() {
+            KeyRef::Str(s) => self.values.remove(s),
+            KeyRef::Name(n) => self.values.remove(n),
+        };
+        if removed.is_some() {
+            let values = &self.values;
+            self.spellings.retain(|(n, _)| values.contains_key(n));
         }
+        removed
     }
 }
 
 /// Write `Name: value\r\n` for every header, with the original spelling.
 pub(crate) fn write_h1_headers(map: &CaseMap, out: &mut BytesMut) {
-    for ((_, value), (_, spelling)) in map.values.iter().zip(map.spellings.iter()) {
-        out.put_slice(spelling);
+    let spellings = &map.spellings;
+    let mut next = 0;
+    for (name, value) in map.values.iter() {
+        // Names usually come in the order their spellings were recorded.
+        let spelling = match spellings.get(next) {
+            Some((n, s)) if n == name => {
+                next += 1;
+                Some(s)
+            }
+            _ => spellings.iter().position(|(n, _)| n == name).map(|i| {
+                next = i + 1;
+                &spellings[i].1
+            }),
+        };
+        out.put_slice(spelling.map_or(name.as_str().as_bytes(), |s| s.as_ref()));
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");

@@ -274,7 +274,7 @@ mod tests {
         req.write_h1(&mut out);
         assert_eq!(
             &out[..],
-            b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: 7\r\nx-multi: 1\r\nX-Multi: 2\r\n\r\n"
+            b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: 7\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n"
         );
         assert_eq!(req.header_str("x-request-id"), Some("7"));
     }

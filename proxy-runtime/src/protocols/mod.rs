@@ -5,6 +5,7 @@
 //! read/write path has no virtual calls. [`h1`] is the HTTP/1.x codec on `httparse`.
 
 pub mod h1;
+pub mod timeout;
 
 use std::fmt;
 use std::io;

@@ -141,10 +141,25 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Remove hop-by-hop headers and every header the `Connection` header names. With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
 /// set to `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass of cheap name comparisons (standard
+    // names compare as enum tags) instead of a hash lookup per name in both maps.
+    if !keep_upgrade && !headers.values().keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .values()
         .get_all(header::CONNECTION)

@@ -15,6 +15,7 @@ use crate::protocols::Stream;
 use crate::protocols::h1::BodyFraming;
 use crate::protocols::h1::client::{ClientSession, UpstreamEvent};
 use crate::protocols::h1::io::ConnIo;
+use crate::protocols::timeout::lazy_timeout;
 use crate::proxy_trait::ProxyHttp;
 use crate::session::{Session, body_not_replayable};
 use crate::upstream::HttpPeer;
@@ -274,7 +275,7 @@ async fn next_event_within(
 ) -> Result<UpstreamEvent> {
     match limit {
         None => client.next_event().await,
-        Some((d, kind)) => match timeout(d, client.next_event()).await {
+        Some((d, kind)) => match lazy_timeout(d, client.next_event()).await {
             Ok(r) => r,
             Err(_) => Err(Error::explain(
                 kind,

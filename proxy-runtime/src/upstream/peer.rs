@@ -5,13 +5,51 @@
 //! peers whose connections are interchangeable have the same [`HttpPeer::reuse_hash`],
 //! which keys the connection pool.
 
-use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
+
+/// A fast, non-cryptographic hasher (the "Fx" multiply-rotate scheme): pool keys are
+/// computed per request and never come from untrusted input alone.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// Timeouts and connection options of one peer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,7 +123,7 @@ impl HttpPeer {
 
     /// The key of the connection pool: equal for peers whose connections can be shared.
     pub fn reuse_hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = FxHasher::default();
         self.address.hash(&mut h);
         self.tls.hash(&mut h);
         if self.tls {

@@ -44,11 +44,32 @@ struct IdleConn {
     expires: Instant,
 }
 
+/// Keys are already hashes (`HttpPeer::reuse_hash`); ids are counters: no need to hash
+/// them again.
+#[derive(Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Identity = std::hash::BuildHasherDefault<IdentityHasher>;
+
 #[derive(Default)]
 struct PoolInner {
-    by_key: HashMap<u64, Vec<IdleConn>>,
+    by_key: HashMap<u64, Vec<IdleConn>, Identity>,
     /// Connection id → key, least recently returned first out.
-    order: Option<LruCache<u64, u64>>,
+    order: Option<LruCache<u64, u64, Identity>>,
     next_id: u64,
     sweeper_running: bool,
 }
@@ -70,7 +91,8 @@ impl std::fmt::Debug for ConnectionPool {
 impl ConnectionPool {
     /// An empty pool with these limits.
     pub fn new(opts: PoolOptions) -> Arc<Self> {
-        let order = NonZeroUsize::new(opts.max_idle_total).map(LruCache::new);
+        let order = NonZeroUsize::new(opts.max_idle_total)
+            .map(|n| LruCache::with_hasher(n, Identity::default()));
         Arc::new(ConnectionPool {
             inner: Mutex::new(PoolInner {
                 order,

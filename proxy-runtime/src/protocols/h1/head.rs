@@ -349,6 +349,7 @@ fn parse_target(method: &Method, target: Bytes) -> Result<Uri, HeadError> {
 fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError> {
     let version = header.version;
     let headers = header.headers();
+    let present = Present::scan(headers);
 
     // Host: exactly one on HTTP/1.1; must be a valid authority when present.
     let mut hosts = headers.get_all(header::HOST).iter();
@@ -369,8 +370,16 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
         }
     }
 
-    let te = transfer_coding(headers, version, true)?;
-    let cl = content_length(headers, 400)?;
+    let te = if present.te {
+        transfer_coding(headers, version, true)?
+    } else {
+        None
+    };
+    let cl = if present.cl {
+        content_length(headers, 400)?
+    } else {
+        None
+    };
     let framing = match (te, cl) {
         (Some(_), Some(_)) => {
             return Err(bad(400, "both Content-Length and Transfer-Encoding"));
@@ -383,13 +392,22 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
         (None, Some(n)) => BodyFraming::Length(n),
     };
 
-    let conn = ConnectionTokens::of(headers);
+    let conn = if present.connection {
+        ConnectionTokens::of(headers)
+    } else {
+        ConnectionTokens::default()
+    };
     let keep_alive = match version {
         Version::HTTP_11 => !conn.close,
         _ => conn.keep_alive && !conn.close,
     };
 
-    let expect_continue = match headers.get(header::EXPECT) {
+    let expect = if present.expect {
+        headers.get(header::EXPECT)
+    } else {
+        None
+    };
+    let expect_continue = match expect {
         None => false,
         Some(v) if v.as_bytes().eq_ignore_ascii_case(b"100-continue") => {
             version == Version::HTTP_11
@@ -398,7 +416,12 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
     };
 
     let mut upgrade = false;
-    if let Some(up) = headers.get(header::UPGRADE) {
+    let up = if present.upgrade {
+        headers.get(header::UPGRADE)
+    } else {
+        None
+    };
+    if let Some(up) = up {
         let h2c = up
             .as_bytes()
             .split(|&b| b == b',')
@@ -426,6 +449,37 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
         expect_continue,
         upgrade,
     })
+}
+
+/// Which of the headers that decide framing are present: one pass of cheap name
+/// comparisons (standard names compare as enum tags), so absent ones cost no lookup.
+#[derive(Default, Clone, Copy)]
+struct Present {
+    te: bool,
+    cl: bool,
+    connection: bool,
+    expect: bool,
+    upgrade: bool,
+}
+
+impl Present {
+    fn scan(headers: &http::HeaderMap) -> Self {
+        let mut p = Present::default();
+        for name in headers.keys() {
+            if *name == header::TRANSFER_ENCODING {
+                p.te = true;
+            } else if *name == header::CONTENT_LENGTH {
+                p.cl = true;
+            } else if *name == header::CONNECTION {
+                p.connection = true;
+            } else if *name == header::EXPECT {
+                p.expect = true;
+            } else if *name == header::UPGRADE {
+                p.upgrade = true;
+            }
+        }
+        p
+    }
 }
 
 /// `uri-host [ ":" port ]` (RFC 3986 §3.2.2) without userinfo, checked in place.
@@ -689,7 +743,12 @@ fn finish_response(
     method: &Method,
 ) -> Result<ParsedResponse, HeadError> {
     let headers = header.headers();
-    let conn = ConnectionTokens::of(headers);
+    let present = Present::scan(headers);
+    let conn = if present.connection {
+        ConnectionTokens::of(headers)
+    } else {
+        ConnectionTokens::default()
+    };
     let mut keep_alive = match header.version {
         Version::HTTP_11 => !conn.close,
         _ => conn.keep_alive && !conn.close,
@@ -697,13 +756,21 @@ fn finish_response(
     let status = header.status.as_u16();
     let no_body =
         *method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304;
-    let te = match transfer_coding(headers, header.version, false) {
-        Ok(te) => te,
-        // Without a body, the transfer coding frames nothing.
-        Err(_) if no_body => None,
-        Err(e) => return Err(e),
+    let te = if present.te {
+        match transfer_coding(headers, header.version, false) {
+            Ok(te) => te,
+            // Without a body, the transfer coding frames nothing.
+            Err(_) if no_body => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
     };
-    let cl = content_length(headers, 502);
+    let cl = if present.cl {
+        content_length(headers, 502)
+    } else {
+        Ok(None)
+    };
     let framing = if no_body {
         BodyFraming::Empty
     } else {

@@ -13,6 +13,8 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderMap, Method, StatusCode, Version, header};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::protocols::timeout::{lazy_timeout, lazy_timeout_at};
+
 use super::H1ServerOptions;
 use super::body::{BodyDecoder, BodyEncoder, BodyError, BodyEvent};
 use super::head::{self, BodyFraming, ConnectionTokens, HeadError, ParsedRequest};
@@ -73,12 +75,14 @@ pub async fn read_request(
         } else {
             opts.keepalive_timeout
         };
-        match timeout(wait, io.stream.readable()).await {
+        match lazy_timeout(wait, io.stream.readable()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return ReadOutcome::Closed,
         }
     }
-    let deadline = Instant::now() + opts.header_read_timeout;
+    // The head must be complete within the header timeout from here; the clock is
+    // only read if the head is not already complete in the buffer.
+    let mut deadline: Option<Instant> = None;
     loop {
         match head::parse_request(&mut io.rbuf, &opts.head) {
             Ok(Some(parsed)) => {
@@ -104,7 +108,8 @@ pub async fn read_request(
             }
             return ReadOutcome::Closed;
         }
-        match timeout_at(deadline, io.fill(None)).await {
+        let at = *deadline.get_or_insert_with(|| Instant::now() + opts.header_read_timeout);
+        match lazy_timeout_at(at, io.fill(None)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return ReadOutcome::Closed,
             Err(_) => {
@@ -281,7 +286,7 @@ impl ServerSession {
                 }
             }
             let hint = self.decoder.remaining_hint();
-            match timeout(self.opts.body_read_timeout, self.io.fill(hint)).await {
+            match lazy_timeout(self.opts.body_read_timeout, self.io.fill(hint)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     self.must_close = true;
@@ -451,7 +456,7 @@ impl ServerSession {
         if self.io.pending_write() == 0 {
             return Ok(());
         }
-        match timeout(self.opts.write_timeout, self.io.flush()).await {
+        match lazy_timeout(self.opts.write_timeout, self.io.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.must_close = true;
