@@ -14,6 +14,7 @@ use crate::http::{RequestHeader, ResponseHeader};
 use crate::modules::ModuleCtx;
 use crate::protocols::SocketAddress;
 use crate::protocols::h1::server::ServerSession;
+use crate::protocols::h2::server::H2ServerSession;
 
 /// Request body bytes kept so a request can be sent again to another attempt.
 #[derive(Debug)]
@@ -54,6 +55,8 @@ impl RetryBuffer {
 pub enum Downstream {
     /// HTTP/1.x.
     H1(Box<ServerSession>),
+    /// One HTTP/2 stream.
+    H2(Box<H2ServerSession>),
 }
 
 /// One downstream request and its response, as seen by the phases.
@@ -78,8 +81,37 @@ impl Session {
         server_addr: Option<SocketAddress>,
         retry_buffer_limit: usize,
     ) -> Self {
+        Self::new(
+            Downstream::H1(h1),
+            client_addr,
+            server_addr,
+            retry_buffer_limit,
+        )
+    }
+
+    /// A session over one HTTP/2 stream.
+    pub fn new_h2(
+        h2: Box<H2ServerSession>,
+        client_addr: Option<SocketAddress>,
+        server_addr: Option<SocketAddress>,
+        retry_buffer_limit: usize,
+    ) -> Self {
+        Self::new(
+            Downstream::H2(h2),
+            client_addr,
+            server_addr,
+            retry_buffer_limit,
+        )
+    }
+
+    fn new(
+        downstream: Downstream,
+        client_addr: Option<SocketAddress>,
+        server_addr: Option<SocketAddress>,
+        retry_buffer_limit: usize,
+    ) -> Self {
         Session {
-            downstream: Downstream::H1(h1),
+            downstream,
             retry: RetryBuffer::new(retry_buffer_limit),
             client_addr,
             server_addr,
@@ -101,6 +133,7 @@ impl Session {
     pub fn req_header(&self) -> &RequestHeader {
         match &self.downstream {
             Downstream::H1(s) => s.req_header(),
+            Downstream::H2(s) => s.req_header(),
         }
     }
 
@@ -108,6 +141,7 @@ impl Session {
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
         match &mut self.downstream {
             Downstream::H1(s) => s.req_header_mut(),
+            Downstream::H2(s) => s.req_header_mut(),
         }
     }
 
@@ -128,13 +162,14 @@ impl Session {
 
     /// Whether the downstream speaks HTTP/2.
     pub fn is_http2(&self) -> bool {
-        false
+        self.downstream_is_h2()
     }
 
     /// Whether the client asked to upgrade the connection (e.g. WebSocket).
     pub fn is_upgrade_request(&self) -> bool {
         match &self.downstream {
             Downstream::H1(s) => s.is_upgrade_request(),
+            Downstream::H2(_) => false,
         }
     }
 
@@ -142,6 +177,7 @@ impl Session {
     pub fn is_body_empty(&self) -> bool {
         match &self.downstream {
             Downstream::H1(s) => s.body_framing().is_empty(),
+            Downstream::H2(s) => s.body_framing().is_empty(),
         }
     }
 
@@ -149,6 +185,7 @@ impl Session {
     pub fn is_body_done(&self) -> bool {
         match &self.downstream {
             Downstream::H1(s) => s.is_body_done(),
+            Downstream::H2(s) => s.is_body_done(),
         }
     }
 
@@ -156,6 +193,7 @@ impl Session {
     pub fn request_trailers(&self) -> Option<&HeaderMap> {
         match &self.downstream {
             Downstream::H1(s) => s.request_trailers(),
+            Downstream::H2(s) => s.request_trailers(),
         }
     }
 
@@ -168,6 +206,8 @@ impl Session {
     pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
         match &mut self.downstream {
             Downstream::H1(s) => s.send_continue().await?,
+            // HTTP/2 clients do not wait for 100 unless they asked; the origin answers.
+            Downstream::H2(_) => {}
         }
         self.read_body_for_proxy().await
     }
@@ -176,6 +216,7 @@ impl Session {
     pub(crate) async fn read_body_for_proxy(&mut self) -> Result<Option<Bytes>> {
         let chunk = match &mut self.downstream {
             Downstream::H1(s) => s.read_body().await?,
+            Downstream::H2(s) => s.read_body().await?,
         };
         if let Some(c) = &chunk {
             self.body_bytes_read += c.len() as u64;
@@ -219,6 +260,7 @@ impl Session {
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         match &self.downstream {
             Downstream::H1(s) => s.response_written(),
+            Downstream::H2(s) => s.response_written(),
         }
     }
 
@@ -226,6 +268,8 @@ impl Session {
     pub fn set_keepalive_off(&mut self) {
         match &mut self.downstream {
             Downstream::H1(s) => s.set_must_close(),
+            // A stream is never reused; the connection's life is not the request's.
+            Downstream::H2(_) => {}
         }
     }
 
@@ -248,6 +292,7 @@ impl Session {
                     s.finish_response(None).await?;
                 }
             }
+            Downstream::H2(s) => s.write_response_header(resp, end_of_stream)?,
         }
         Ok(())
     }
@@ -271,6 +316,15 @@ impl Session {
                     s.finish_response(None).await?;
                 }
             }
+            Downstream::H2(s) => {
+                if let Some(d) = data {
+                    self.body_bytes_sent += d.len() as u64;
+                    s.write_body(d).await?;
+                }
+                if end_of_stream {
+                    s.finish_response(None)?;
+                }
+            }
         }
         Ok(())
     }
@@ -279,6 +333,7 @@ impl Session {
     pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
         match &mut self.downstream {
             Downstream::H1(s) => s.finish_response(Some(&trailers)).await,
+            Downstream::H2(s) => s.finish_response(Some(&trailers)),
         }
     }
 
@@ -286,6 +341,7 @@ impl Session {
     pub fn pending_write(&self) -> usize {
         match &self.downstream {
             Downstream::H1(s) => s.pending_write(),
+            Downstream::H2(_) => 0,
         }
     }
 
@@ -293,6 +349,8 @@ impl Session {
     pub async fn flush(&mut self) -> Result<()> {
         match &mut self.downstream {
             Downstream::H1(s) => s.flush().await,
+            // `h2` sends as soon as the connection task runs.
+            Downstream::H2(_) => Ok(()),
         }
     }
 
@@ -336,23 +394,43 @@ impl Session {
     /// Run the downstream modules' request filters on the request head.
     pub(crate) fn run_module_request_filters(&mut self) -> Result<()> {
         let Session {
-            downstream: Downstream::H1(h1),
+            downstream,
             modules,
             ..
         } = self;
-        modules.request_header_filter(h1.req_header_mut())
+        let req = match downstream {
+            Downstream::H1(s) => s.req_header_mut(),
+            Downstream::H2(s) => s.req_header_mut(),
+        };
+        modules.request_header_filter(req)
     }
 
     /// How the client framed its request body.
     pub(crate) fn h1_framing(&self) -> crate::protocols::h1::BodyFraming {
         match &self.downstream {
             Downstream::H1(s) => s.body_framing(),
+            Downstream::H2(s) => s.body_framing(),
         }
     }
 
-    pub(crate) fn h1_mut(&mut self) -> &mut ServerSession {
+    /// The HTTP/1.x exchange, if that is what this session is.
+    pub(crate) fn h1_mut(&mut self) -> Option<&mut ServerSession> {
         match &mut self.downstream {
-            Downstream::H1(s) => s,
+            Downstream::H1(s) => Some(s),
+            Downstream::H2(_) => None,
+        }
+    }
+
+    /// Whether the downstream speaks HTTP/2.
+    pub(crate) fn downstream_is_h2(&self) -> bool {
+        matches!(self.downstream, Downstream::H2(_))
+    }
+
+    /// End the response now (complete it, or — if it cannot be — close/reset).
+    pub(crate) async fn finish_response(&mut self) -> Result<()> {
+        match &mut self.downstream {
+            Downstream::H1(s) => s.finish_response(None).await,
+            Downstream::H2(s) => s.finish_response(None),
         }
     }
 }

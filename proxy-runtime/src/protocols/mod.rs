@@ -1,11 +1,14 @@
 //! Transports and wire protocols.
 //!
 //! [`Stream`] is a connected byte stream of any transport we speak (TCP, Unix domain
-//! sockets; TLS joins later), dispatched by enum rather than by trait object so the hot
-//! read/write path has no virtual calls. [`h1`] is the HTTP/1.x codec on `httparse`.
+//! sockets, TLS over either), dispatched by enum rather than by trait object so the hot
+//! read/write path has no virtual calls. [`h1`] is the HTTP/1.x codec on `httparse`;
+//! [`tls`] the `rustls` acceptor and connector.
 
 pub mod h1;
+pub mod h2;
 pub mod timeout;
+pub mod tls;
 
 use std::fmt;
 use std::io;
@@ -51,6 +54,22 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix domain socket connection.
     Unix(UnixStream),
+    /// TLS accepted from a client.
+    TlsServer(Box<tokio_rustls::server::TlsStream<Stream>>),
+    /// TLS to an upstream.
+    TlsClient(Box<tokio_rustls::client::TlsStream<Stream>>),
+}
+
+/// Dispatch a method call to the variant's inner stream.
+macro_rules! each_stream {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Stream::Tcp($s) => $e,
+            Stream::Unix($s) => $e,
+            Stream::TlsServer($s) => $e,
+            Stream::TlsClient($s) => $e,
+        }
+    };
 }
 
 /// What an idle connection looks like when checked without waiting.
@@ -70,12 +89,30 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_nodelay(true),
             Stream::Unix(_) => Ok(()),
+            Stream::TlsServer(s) => s.get_ref().0.set_nodelay(),
+            Stream::TlsClient(s) => s.get_ref().0.set_nodelay(),
         }
+    }
+
+    /// The application protocol agreed by ALPN (TLS only).
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::TlsServer(s) => s.get_ref().1.alpn_protocol(),
+            Stream::TlsClient(s) => s.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// Whether the stream is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::TlsServer(_) | Stream::TlsClient(_))
     }
 
     /// The remote address, when the transport has one.
     pub fn peer_addr(&self) -> Option<SocketAddress> {
         match self {
+            Stream::TlsServer(s) => s.get_ref().0.peer_addr(),
+            Stream::TlsClient(s) => s.get_ref().0.peer_addr(),
             Stream::Tcp(s) => s.peer_addr().ok().map(SocketAddress::Inet),
             Stream::Unix(s) => s.peer_addr().ok().and_then(|a| {
                 a.as_pathname()
@@ -87,6 +124,8 @@ impl Stream {
     /// The local address, when the transport has one.
     pub fn local_addr(&self) -> Option<SocketAddress> {
         match self {
+            Stream::TlsServer(s) => s.get_ref().0.local_addr(),
+            Stream::TlsClient(s) => s.get_ref().0.local_addr(),
             Stream::Tcp(s) => s.local_addr().ok().map(SocketAddress::Inet),
             Stream::Unix(s) => s.local_addr().ok().and_then(|a| {
                 a.as_pathname()
@@ -101,6 +140,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
+            // TLS may hold decrypted bytes the socket no longer shows: read to find out.
+            Stream::TlsServer(_) | Stream::TlsClient(_) => Ok(()),
         }
     }
 
@@ -124,10 +165,7 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -137,10 +175,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -148,27 +183,18 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        each_stream!(self, s => s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }

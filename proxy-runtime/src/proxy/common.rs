@@ -46,6 +46,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         match session.downstream {
             Downstream::H1(h1) => h1.finish().await,
+            Downstream::H2(h2) => {
+                h2.finish();
+                None
+            }
         }
     }
 
@@ -107,6 +111,108 @@ impl<P: ProxyHttp> HttpProxy<P> {
     }
 }
 
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// An upstream response head (hop-by-hop headers already removed) on its way to the
+    /// client: an interim (1xx) one is relayed as is; the final one goes through
+    /// `upstream_response_filter` and `response_filter`.
+    pub(crate) async fn relay_response_head(
+        &self,
+        session: &mut Session,
+        mut resp: crate::http::ResponseHeader,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        if resp.status.is_informational() {
+            session.write_response_header(resp, false).await?;
+            return session.flush().await;
+        }
+        self.inner
+            .upstream_response_filter(session, &mut resp, ctx)
+            .await?;
+        self.inner.response_filter(session, &mut resp, ctx).await?;
+        session.write_response_header(resp, false).await
+    }
+
+    /// A piece of the upstream response body through the body filters to the client.
+    pub(crate) async fn relay_response_body(
+        &self,
+        session: &mut Session,
+        data: bytes::Bytes,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        let mut body = Some(data);
+        self.inner
+            .upstream_response_body_filter(session, &mut body, false, ctx)?;
+        let delay = self
+            .inner
+            .response_body_filter(session, &mut body, false, ctx)?;
+        if body.is_some() {
+            session.write_response_body(body, false).await?;
+        }
+        Session::pace(delay).await;
+        Ok(())
+    }
+
+    /// Upstream trailers through the trailer filters (sent with the end).
+    pub(crate) async fn filter_response_trailers(
+        &self,
+        session: &mut Session,
+        mut trailers: http::HeaderMap,
+        ctx: &mut P::CTX,
+    ) -> Result<http::HeaderMap> {
+        self.inner
+            .upstream_response_trailer_filter(session, &mut trailers, ctx)?;
+        self.inner
+            .response_trailer_filter(session, &mut trailers, ctx)
+            .await?;
+        Ok(trailers)
+    }
+
+    /// The end of the upstream response: the body filters' last call, then the end
+    /// (with trailers) to the client. With `trailers_need_te`, an HTTP/1 client gets
+    /// the trailers only if it sent `TE: trailers` (for trailers from HTTP/2, where
+    /// they may carry what the response means, as with gRPC).
+    pub(crate) async fn relay_response_end(
+        &self,
+        session: &mut Session,
+        trailers: Option<http::HeaderMap>,
+        trailers_need_te: bool,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        let mut body = None;
+        self.inner
+            .upstream_response_body_filter(session, &mut body, true, ctx)?;
+        let delay = self
+            .inner
+            .response_body_filter(session, &mut body, true, ctx)?;
+        // An HTTP/1 client gets trailers only if it said it accepts them.
+        let trailers = trailers.filter(|_| {
+            !trailers_need_te || session.is_http2() || client_accepts_trailers(session)
+        });
+        match trailers {
+            Some(t) => {
+                if body.is_some() {
+                    session.write_response_body(body, false).await?;
+                }
+                session.write_response_trailers(t).await?;
+            }
+            None => session.write_response_body(body, true).await?,
+        }
+        Session::pace(delay).await;
+        Ok(())
+    }
+}
+
+/// `TE: trailers` on the client's request.
+pub(crate) fn client_accepts_trailers(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers()
+        .get_all(header::TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+}
+
 /// After a phase said it answered: make sure the response really is complete.
 async fn complete_local_response(session: &mut Session, phase: &str) -> Result<()> {
     if session.response_written().is_none() {
@@ -116,7 +222,7 @@ async fn complete_local_response(session: &mut Session, phase: &str) -> Result<(
             format!("{phase} returned true without sending a response"),
         ));
     }
-    session.h1_mut().finish_response(None).await
+    session.finish_response().await
 }
 
 /// An upstream failure that happened before any response byte, on a connection the

@@ -141,69 +141,27 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         self.inner.response_filter(session, &mut resp, ctx).await?;
                         session.write_response_header(resp, false).await?;
                         session.flush().await?;
-                        tunnel(
-                            session.h1_mut().io_mut(),
-                            client.into_io(),
-                            self.opts.tunnel_idle_timeout,
-                        )
-                        .await;
+                        let Some(h1) = session.h1_mut() else {
+                            return Err(Error::internal("upgrade on a non-HTTP/1 client"));
+                        };
+                        tunnel(h1.io_mut(), client.into_io(), self.opts.tunnel_idle_timeout).await;
                         return Ok(());
                     }
                     strip_hop_by_hop(resp.headers_mut_raw(), false);
-                    if (100..200).contains(&status) {
-                        // Interim response: relay it and keep waiting for the final one.
-                        session.write_response_header(resp, false).await?;
-                        session.flush().await?;
-                        continue;
-                    }
-                    self.inner
-                        .upstream_response_filter(session, &mut resp, ctx)
-                        .await?;
-                    self.inner.response_filter(session, &mut resp, ctx).await?;
-                    if !req_done {
+                    if !(100..200).contains(&status) && !req_done {
                         // The origin answers before the upload is complete: this client
                         // connection will be closed, so say so in the response.
                         session.set_keepalive_off();
                     }
-                    session.write_response_header(resp, false).await?;
+                    self.relay_response_head(session, resp, ctx).await?;
                 }
-                UpstreamEvent::Body(data) => {
-                    let mut body = Some(data);
-                    self.inner
-                        .upstream_response_body_filter(session, &mut body, false, ctx)?;
-                    let delay = self
-                        .inner
-                        .response_body_filter(session, &mut body, false, ctx)?;
-                    if body.is_some() {
-                        session.write_response_body(body, false).await?;
-                    }
-                    Session::pace(delay).await;
-                }
-                UpstreamEvent::Trailers(mut t) => {
-                    self.inner
-                        .upstream_response_trailer_filter(session, &mut t, ctx)?;
-                    self.inner
-                        .response_trailer_filter(session, &mut t, ctx)
-                        .await?;
-                    trailers = Some(t);
+                UpstreamEvent::Body(data) => self.relay_response_body(session, data, ctx).await?,
+                UpstreamEvent::Trailers(t) => {
+                    trailers = Some(self.filter_response_trailers(session, t, ctx).await?);
                 }
                 UpstreamEvent::End => {
-                    let mut body = None;
-                    self.inner
-                        .upstream_response_body_filter(session, &mut body, true, ctx)?;
-                    let delay = self
-                        .inner
-                        .response_body_filter(session, &mut body, true, ctx)?;
-                    match trailers.take() {
-                        Some(t) => {
-                            if body.is_some() {
-                                session.write_response_body(body, false).await?;
-                            }
-                            session.write_response_trailers(t).await?;
-                        }
-                        None => session.write_response_body(body, true).await?,
-                    }
-                    Session::pace(delay).await;
+                    self.relay_response_end(session, trailers.take(), false, ctx)
+                        .await?;
                     break;
                 }
             }

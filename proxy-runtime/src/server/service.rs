@@ -13,6 +13,7 @@ use super::shutdown::{ConnectionTracker, ShutdownWatch};
 use crate::error::Result;
 use crate::protocols::SocketAddress;
 use crate::protocols::h1::H1ServerOptions;
+use crate::protocols::tls::{TlsAcceptor, TlsServerSettings};
 use crate::proxy::{HttpProxy, ProxyOptions};
 use crate::proxy_trait::ProxyHttp;
 
@@ -42,8 +43,9 @@ pub struct HttpProxyService<P> {
     name: String,
     proxy: Arc<HttpProxy<P>>,
     addrs: Vec<ListenAddr>,
+    tls_addrs: Vec<(ListenAddr, Arc<TlsAcceptor>)>,
     prebound: Vec<std::net::TcpListener>,
-    listeners: Vec<Listener>,
+    listeners: Vec<(Listener, Option<Arc<TlsAcceptor>>)>,
 }
 
 /// A proxy service named "proxy" with the server's default options.
@@ -75,6 +77,15 @@ impl<P: ProxyHttp> HttpProxyService<P> {
         self.addrs.push(ListenAddr::Unix(path.into()));
     }
 
+    /// Listen for TLS on a TCP address. Certificates and keys are loaded now: an error
+    /// names the file that could not be used.
+    pub fn add_tls(&mut self, addr: &str, settings: TlsServerSettings) -> Result<()> {
+        let acceptor = Arc::new(TlsAcceptor::new(settings)?);
+        self.tls_addrs
+            .push((ListenAddr::Tcp(addr.to_string()), acceptor));
+        Ok(())
+    }
+
     /// Serve on a TCP listener the caller already bound (e.g. to port 0, to learn the
     /// port before the server starts).
     pub fn add_std_listener(&mut self, listener: std::net::TcpListener) {
@@ -104,6 +115,29 @@ impl<P: ProxyHttp> HttpProxyService<P> {
         shutdown: ShutdownWatch,
         tracker: Arc<ConnectionTracker>,
     ) {
+        Self::accept_loop(proxy, listener, None, shutdown, tracker).await;
+    }
+
+    /// Like [`HttpProxyService::serve_listener`], with a TLS handshake on every
+    /// connection (bounded by the header read timeout).
+    pub async fn serve_tls_listener(
+        proxy: Arc<HttpProxy<P>>,
+        listener: Listener,
+        acceptor: Arc<TlsAcceptor>,
+        shutdown: ShutdownWatch,
+        tracker: Arc<ConnectionTracker>,
+    ) {
+        acceptor.watch(Duration::from_secs(5));
+        Self::accept_loop(proxy, listener, Some(acceptor), shutdown, tracker).await;
+    }
+
+    async fn accept_loop(
+        proxy: Arc<HttpProxy<P>>,
+        listener: Listener,
+        tls: Option<Arc<TlsAcceptor>>,
+        shutdown: ShutdownWatch,
+        tracker: Arc<ConnectionTracker>,
+    ) {
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -115,7 +149,25 @@ impl<P: ProxyHttp> HttpProxyService<P> {
                     let guard = tracker.enter();
                     let proxy = proxy.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
+                        let stream = match tls {
+                            None => stream,
+                            Some(acceptor) => {
+                                let limit = proxy.downstream.header_read_timeout;
+                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => s,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!("TLS handshake failed: {e}");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!("TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
                         proxy.serve_connection(stream, shutdown).await;
                         drop(guard);
                     });
@@ -154,15 +206,19 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
                 if let Some(a) = l.local_addr() {
                     bound.push(a);
                 }
-                self.listeners.push(l);
+                self.listeners.push((l, None));
             }
-            for addr in &self.addrs {
+            let plain = self.addrs.iter().map(|a| (a, None));
+            let tls = self.tls_addrs.iter().map(|(a, t)| (a, Some(t.clone())));
+            let mut bound_now = Vec::new();
+            for (addr, tls) in plain.chain(tls) {
                 let l = Listener::bind(addr).await?;
                 if let Some(a) = l.local_addr() {
                     bound.push(a);
                 }
-                self.listeners.push(l);
+                bound_now.push((l, tls));
             }
+            self.listeners.extend(bound_now);
             Ok(bound)
         })
     }
@@ -175,13 +231,17 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
         Box::pin(async move {
             let this = *self;
             let mut tasks = Vec::new();
-            for l in this.listeners {
-                tasks.push(tokio::spawn(Self::serve_listener(
-                    this.proxy.clone(),
-                    l,
-                    shutdown.clone(),
-                    tracker.clone(),
-                )));
+            for (l, tls) in this.listeners {
+                let proxy = this.proxy.clone();
+                let (shutdown, tracker) = (shutdown.clone(), tracker.clone());
+                tasks.push(tokio::spawn(async move {
+                    match tls {
+                        None => Self::serve_listener(proxy, l, shutdown, tracker).await,
+                        Some(acceptor) => {
+                            Self::serve_tls_listener(proxy, l, acceptor, shutdown, tracker).await;
+                        }
+                    }
+                }));
             }
             for t in tasks {
                 let _ = t.await;
@@ -217,6 +277,7 @@ pub struct HttpProxyServiceBuilder<P> {
     opts: ProxyOptions,
     downstream: H1ServerOptions,
     addrs: Vec<ListenAddr>,
+    tls_addrs: Vec<(ListenAddr, Arc<TlsAcceptor>)>,
 }
 
 impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
@@ -228,6 +289,7 @@ impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
             opts: ProxyOptions::default(),
             downstream: H1ServerOptions::default(),
             addrs: Vec::new(),
+            tls_addrs: Vec::new(),
         }
     }
 
@@ -259,6 +321,14 @@ impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
     pub fn listen_uds(mut self, path: impl Into<PathBuf>) -> Self {
         self.addrs.push(ListenAddr::Unix(path.into()));
         self
+    }
+
+    /// Listen for TLS on a TCP address; certificates are loaded now.
+    pub fn listen_tls(mut self, addr: &str, settings: TlsServerSettings) -> Result<Self> {
+        let acceptor = Arc::new(TlsAcceptor::new(settings)?);
+        self.tls_addrs
+            .push((ListenAddr::Tcp(addr.to_string()), acceptor));
+        Ok(self)
     }
 
     /// Retries after the first attempt.
@@ -297,6 +367,7 @@ impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
             name: self.name,
             proxy: Arc::new(HttpProxy::new(self.proxy, self.opts, self.downstream)),
             addrs: self.addrs,
+            tls_addrs: self.tls_addrs,
             prebound: Vec::new(),
             listeners: Vec::new(),
         }

@@ -13,12 +13,25 @@ use tokio::time::timeout;
 use super::HttpPeer;
 use super::pool::{ConnectionPool, PoolOptions};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::protocols::h2::client::{H2Connection, H2Pool};
+use crate::protocols::tls::{Alpn, TlsConnector};
 use crate::protocols::{SocketAddress, Stream};
 
 /// Makes (or reuses) connections to upstream peers.
 #[derive(Debug, Clone)]
 pub struct Connector {
     pool: Arc<ConnectionPool>,
+    tls: Arc<TlsConnector>,
+    h2: Arc<H2Pool>,
+}
+
+/// A connection ready for one request: HTTP/1.x (exclusive) or HTTP/2 (shared).
+#[derive(Debug)]
+pub enum UpstreamConn {
+    /// An HTTP/1.x connection.
+    H1(Stream),
+    /// A shared HTTP/2 connection.
+    H2(H2Connection),
 }
 
 impl Connector {
@@ -26,6 +39,8 @@ impl Connector {
     pub fn new(pool: PoolOptions) -> Self {
         Connector {
             pool: ConnectionPool::new(pool),
+            tls: Arc::new(TlsConnector::default()),
+            h2: Arc::new(H2Pool::default()),
         }
     }
 
@@ -42,16 +57,97 @@ impl Connector {
         Ok((self.connect(peer).await?, false))
     }
 
+    /// A connection to `peer` for one request, HTTP/1.x or HTTP/2 as the peer's options
+    /// and ALPN decide: `(connection, reused)`.
+    pub async fn get_conn(&self, peer: &HttpPeer) -> Result<(UpstreamConn, bool)> {
+        let key = peer.reuse_hash();
+        let may_h2 = if peer.tls {
+            peer.options.alpn != Alpn::H1
+        } else {
+            peer.options.h2
+        };
+        if may_h2 && let Some(c) = self.h2.get(key) {
+            return Ok((UpstreamConn::H2(c), true));
+        }
+        // May an HTTP/1 connection serve this peer? Not for h2-only peers.
+        let h2_only = if peer.tls {
+            peer.options.alpn == Alpn::H2
+        } else {
+            peer.options.h2
+        };
+        let h1_only_fallback = peer.tls && peer.options.alpn == Alpn::H2;
+        if !h2_only {
+            if let Some(stream) = self.pool.take(key) {
+                return Ok((UpstreamConn::H1(stream), true));
+            }
+        }
+        let stream = self.connect(peer).await?;
+        let use_h2 = if peer.tls {
+            stream.alpn() == Some(b"h2".as_slice())
+        } else {
+            peer.options.h2
+        };
+        if !use_h2 {
+            if h1_only_fallback {
+                return Err(Error::explain(
+                    ErrorKind::ConnectError,
+                    ErrorSource::Upstream,
+                    format!("{peer} did not agree to HTTP/2 (ALPN)"),
+                ));
+            }
+            return Ok((UpstreamConn::H1(stream), false));
+        }
+        let conn = match timeout(
+            peer.options.connect_timeout,
+            H2Connection::handshake(stream),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::explain(
+                    ErrorKind::ConnectTimedout,
+                    ErrorSource::Upstream,
+                    format!("HTTP/2 handshake with {peer} timed out"),
+                ));
+            }
+        };
+        self.h2.put(key, conn.clone());
+        Ok((UpstreamConn::H2(conn), false))
+    }
+
+    /// Forget `peer`'s shared HTTP/2 connection (it failed).
+    pub fn drop_h2(&self, peer: &HttpPeer) {
+        self.h2.remove(peer.reuse_hash());
+    }
+
     /// A new connection to `peer`, never from the pool.
     pub async fn connect(&self, peer: &HttpPeer) -> Result<Stream> {
-        if peer.tls {
-            return Err(Error::explain(
-                ErrorKind::Unsupported,
-                ErrorSource::Internal,
-                format!("TLS to upstream {peer} is not available in this build"),
-            )
-            .with_retry(crate::error::RetryType::Decided(false)));
+        let stream = self.connect_transport(peer).await?;
+        if !peer.tls {
+            return Ok(stream);
         }
+        // The handshake counts against the connect timeout too.
+        let name = peer.tls_server_name();
+        match timeout(
+            peer.options.connect_timeout,
+            self.tls.connect(stream, &name, &peer.upstream_tls()),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Error::explain(
+                ErrorKind::ConnectTimedout,
+                ErrorSource::Upstream,
+                format!(
+                    "TLS handshake with {peer} took longer than {:?}",
+                    peer.options.connect_timeout
+                ),
+            )),
+        }
+    }
+
+    async fn connect_transport(&self, peer: &HttpPeer) -> Result<Stream> {
         let connecting = async {
             match &peer.address {
                 SocketAddress::Inet(addr) => {

@@ -7,7 +7,7 @@ pub mod lb;
 pub mod peer;
 pub mod pool;
 
-pub use connector::Connector;
+pub use connector::{Connector, UpstreamConn};
 pub use health::{HealthCheck, HealthProbe};
 pub use lb::{Backend, LoadBalancer};
 pub use peer::{HttpPeer, PeerOptions, ToPeerAddress};

@@ -68,7 +68,13 @@ pub struct PeerOptions {
     pub verify_cert: bool,
     /// Verify that the certificate matches the SNI (TLS peers; default on).
     pub verify_hostname: bool,
-    /// Speak HTTP/2 to this peer (reserved for the HTTP/2 upstream; default off).
+    /// Trust this CA bundle instead of the system roots (TLS peers).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Present this client certificate (TLS peers).
+    pub client_cert: Option<crate::protocols::tls::CertKeyPaths>,
+    /// Protocols offered by ALPN (TLS peers; default HTTP/1.1 only).
+    pub alpn: crate::protocols::tls::Alpn,
+    /// Speak HTTP/2 with prior knowledge (cleartext peers; default off).
     pub h2: bool,
 }
 
@@ -81,6 +87,9 @@ impl Default for PeerOptions {
             idle_timeout: Duration::from_secs(60),
             verify_cert: true,
             verify_hostname: true,
+            ca_file: None,
+            client_cert: None,
+            alpn: crate::protocols::tls::Alpn::H1,
             h2: false,
         }
     }
@@ -130,9 +139,34 @@ impl HttpPeer {
             self.sni.hash(&mut h);
             self.options.verify_cert.hash(&mut h);
             self.options.verify_hostname.hash(&mut h);
+            self.options.ca_file.hash(&mut h);
+            self.options.client_cert.hash(&mut h);
+            self.options.alpn.hash(&mut h);
         }
         self.options.h2.hash(&mut h);
         h.finish()
+    }
+
+    /// The TLS options of this peer.
+    pub fn upstream_tls(&self) -> crate::protocols::tls::UpstreamTls {
+        crate::protocols::tls::UpstreamTls {
+            verify_cert: self.options.verify_cert,
+            verify_hostname: self.options.verify_hostname,
+            ca_file: self.options.ca_file.clone(),
+            client_cert: self.options.client_cert.clone(),
+            alpn: self.options.alpn,
+        }
+    }
+
+    /// The name presented by SNI and verified: `sni`, else the address's IP.
+    pub fn tls_server_name(&self) -> String {
+        if !self.sni.is_empty() {
+            return self.sni.clone();
+        }
+        match &self.address {
+            SocketAddress::Inet(a) => a.ip().to_string(),
+            SocketAddress::Unix(_) => "localhost".to_string(),
+        }
     }
 
     /// A value for the `Host` header when the client sent none.

@@ -1,0 +1,48 @@
+//! HTTP/2 on the `h2` crate: the downstream stream session ([`server`]) and the upstream
+//! connections shared between requests ([`client`]).
+
+pub mod client;
+pub mod server;
+
+use std::time::Duration;
+
+/// HTTP/2 settings and protections of a listener.
+#[derive(Debug, Clone)]
+pub struct H2Options {
+    /// Streams a client may have open at once (default 128).
+    pub max_concurrent_streams: u32,
+    /// Initial stream window (default 1 MiB).
+    pub initial_window_size: u32,
+    /// Initial connection window (default 2 MiB).
+    pub initial_connection_window_size: u32,
+    /// Largest header list accepted, after decompression (default 64 KiB).
+    pub max_header_list_size: u32,
+    /// Streams reset by the client but not yet handled, before the connection is
+    /// closed with `ENHANCE_YOUR_CALM` (rapid reset protection; default 64).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the proxy resets because of client errors before the connection is
+    /// closed (default 256).
+    pub max_local_error_reset_streams: usize,
+    /// Data buffered per stream for sending (default 1 MiB).
+    pub max_send_buffer_size: usize,
+    /// How long an idle connection (no open stream) is kept (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for H2Options {
+    fn default() -> Self {
+        H2Options {
+            max_concurrent_streams: 128,
+            initial_window_size: 1 << 20,
+            initial_connection_window_size: 2 << 20,
+            max_header_list_size: 64 << 10,
+            max_pending_accept_reset_streams: 64,
+            max_local_error_reset_streams: 256,
+            max_send_buffer_size: 1 << 20,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The client connection preface: what an h2c (prior knowledge) connection starts with.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

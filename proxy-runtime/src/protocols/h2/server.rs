@@ -1,0 +1,333 @@
+//! One HTTP/2 stream from a client: its request head and body, and the response written
+//! back — the HTTP/2 counterpart of [`crate::protocols::h1::server::ServerSession`].
+//!
+//! Flow control is honoured both ways: request body data is acknowledged (its window
+//! released) as the proxy consumes it, and response data is sent as the client's window
+//! allows. Connection-specific headers never go out on HTTP/2 (RFC 9113 §8.2.2).
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, Method, Version, header};
+
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::http::{RequestHeader, ResponseHeader};
+use crate::protocols::h1::BodyFraming;
+use crate::protocols::timeout::lazy_timeout;
+
+/// Headers that are connection-specific in HTTP/1 and forbidden in HTTP/2.
+pub(crate) const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove what HTTP/2 forbids from a header map (`TE` survives only as `trailers`).
+pub(crate) fn sanitize_for_h2(headers: &mut HeaderMap) {
+    for name in CONNECTION_SPECIFIC {
+        headers.remove(name);
+    }
+    if let Some(te) = headers.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+/// The downstream side of one HTTP/2 stream.
+pub struct H2ServerSession {
+    req: RequestHeader,
+    body: RecvStream,
+    body_framing: BodyFraming,
+    body_done: bool,
+    req_trailers: Option<HeaderMap>,
+    respond: SendResponse<Bytes>,
+    send: Option<SendStream<Bytes>>,
+    resp: Option<ResponseHeader>,
+    finished: bool,
+    write_timeout: Duration,
+    body_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for H2ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2ServerSession")
+            .field("req", &self.req)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+fn h2_error(e: h2::Error, source: ErrorSource, what: &str) -> Box<Error> {
+    let kind = if e.is_io() || e.is_reset() || e.is_go_away() {
+        ErrorKind::ConnectionClosed
+    } else {
+        ErrorKind::InvalidHttp(400)
+    };
+    Error::because(kind, source, what.to_string(), e)
+}
+
+impl H2ServerSession {
+    /// A session for a stream just accepted.
+    pub fn new(
+        request: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        write_timeout: Duration,
+        body_read_timeout: Duration,
+    ) -> Result<Self> {
+        let (parts, body) = request.into_parts();
+        let mut req = RequestHeader::from_parts(parts.method, parts.uri, Version::HTTP_2);
+        for (name, value) in parts.headers.iter() {
+            req.headers_mut_raw().append_parsed(
+                name.clone(),
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                value.clone(),
+            );
+        }
+        // HTTP/1 peers need Host: take it from :authority.
+        if req.header(header::HOST).is_none()
+            && let Some(auth) = req.uri.authority().map(|a| a.as_str().to_string())
+        {
+            req.insert_header(header::HOST, auth)?;
+        }
+        let body_done = body.is_end_stream();
+        let declared = req
+            .header_str(header::CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body_framing = match (body_done, declared) {
+            (true, _) => BodyFraming::Empty,
+            (false, Some(n)) => BodyFraming::Length(n),
+            (false, None) => BodyFraming::Chunked,
+        };
+        Ok(H2ServerSession {
+            req,
+            body,
+            body_framing,
+            body_done,
+            req_trailers: None,
+            respond,
+            send: None,
+            resp: None,
+            finished: false,
+            write_timeout,
+            body_read_timeout,
+        })
+    }
+
+    /// The request head.
+    pub fn req_header(&self) -> &RequestHeader {
+        &self.req
+    }
+
+    /// The request head, for changes.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        &mut self.req
+    }
+
+    /// How the body would be framed on HTTP/1 (length when declared, else chunked).
+    pub fn body_framing(&self) -> BodyFraming {
+        self.body_framing
+    }
+
+    /// Whether the request body was read to its end.
+    pub fn is_body_done(&self) -> bool {
+        self.body_done
+    }
+
+    /// Trailers of the request body, once read.
+    pub fn request_trailers(&self) -> Option<&HeaderMap> {
+        self.req_trailers.as_ref()
+    }
+
+    /// The final response head sent, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        self.resp.as_ref()
+    }
+
+    /// Read the next piece of the request body (`None` at its end). Cancel-safe.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.body_done {
+            return Ok(None);
+        }
+        let next = lazy_timeout(
+            self.body_read_timeout,
+            poll_fn(|cx| self.body.poll_data(cx)),
+        )
+        .await;
+        match next {
+            Err(_) => Err(Error::explain(
+                ErrorKind::ReadTimedout,
+                ErrorSource::Downstream,
+                "request body read timed out",
+            )),
+            Ok(Some(Ok(data))) => {
+                // The proxy took these bytes: let the client send more.
+                let _ = self.body.flow_control().release_capacity(data.len());
+                if self.body.is_end_stream() {
+                    self.finish_body_read().await?;
+                }
+                Ok(Some(data))
+            }
+            Ok(Some(Err(e))) => Err(h2_error(e, ErrorSource::Downstream, "reading request body")),
+            Ok(None) => {
+                self.finish_body_read().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn finish_body_read(&mut self) -> Result<()> {
+        self.body_done = true;
+        match poll_fn(|cx| self.body.poll_trailers(cx)).await {
+            Ok(t) => {
+                self.req_trailers = t;
+                Ok(())
+            }
+            Err(e) => Err(h2_error(
+                e,
+                ErrorSource::Downstream,
+                "reading request trailers",
+            )),
+        }
+    }
+
+    /// Send a response head (1xx interim ones are sent as informational responses).
+    pub fn write_response_header(
+        &mut self,
+        resp: ResponseHeader,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        let status = resp.status;
+        let mut headers = resp.headers().clone();
+        sanitize_for_h2(&mut headers);
+        let mut response = http::Response::new(());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        if status.is_informational() {
+            if status.as_u16() == 101 {
+                return Err(Error::explain(
+                    ErrorKind::InvalidUpstreamResponse,
+                    ErrorSource::Upstream,
+                    "101 Switching Protocols cannot be relayed on HTTP/2",
+                ));
+            }
+            return self
+                .respond
+                .send_informational(response)
+                .map_err(|e| h2_error(e, ErrorSource::Downstream, "sending an interim response"));
+        }
+        if self.resp.is_some() {
+            return Err(Error::internal("response head written twice"));
+        }
+        let head_only = end_of_stream || self.req.method == Method::HEAD;
+        let send = self
+            .respond
+            .send_response(response, head_only)
+            .map_err(|e| h2_error(e, ErrorSource::Downstream, "sending the response head"))?;
+        self.send = Some(send);
+        self.finished = head_only;
+        self.resp = Some(resp);
+        Ok(())
+    }
+
+    /// Send a piece of the response body, as the client's flow-control window allows.
+    pub async fn write_body(&mut self, mut data: Bytes) -> Result<()> {
+        if self.finished {
+            // HEAD, or a body after the end: nothing may be sent.
+            return Ok(());
+        }
+        let timeout = self.write_timeout;
+        let Some(send) = self.send.as_mut() else {
+            return Err(Error::internal(
+                "response body written without an open response",
+            ));
+        };
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let granted = lazy_timeout(timeout, poll_fn(|cx| send.poll_capacity(cx))).await;
+            let n = match granted {
+                Err(_) => {
+                    return Err(Error::explain(
+                        ErrorKind::WriteTimedout,
+                        ErrorSource::Downstream,
+                        "client flow-control window stayed closed",
+                    ));
+                }
+                Ok(None) => {
+                    return Err(Error::explain(
+                        ErrorKind::ConnectionClosed,
+                        ErrorSource::Downstream,
+                        "client reset the stream",
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(h2_error(
+                        e,
+                        ErrorSource::Downstream,
+                        "sending response body",
+                    ));
+                }
+                Ok(Some(Ok(n))) => n.min(data.len()),
+            };
+            if n == 0 {
+                continue;
+            }
+            send.send_data(data.split_to(n), false)
+                .map_err(|e| h2_error(e, ErrorSource::Downstream, "sending response body"))?;
+        }
+        Ok(())
+    }
+
+    /// End the response, with trailers if given.
+    pub fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        let Some(send) = self.send.as_mut() else {
+            return Err(Error::internal("response finished without a response head"));
+        };
+        let sent = match trailers {
+            Some(t) if !t.is_empty() => {
+                let mut t = t.clone();
+                sanitize_for_h2(&mut t);
+                send.send_trailers(t)
+            }
+            _ => send.send_data(Bytes::new(), true),
+        };
+        self.finished = true;
+        sent.map_err(|e| h2_error(e, ErrorSource::Downstream, "ending the response"))
+    }
+
+    /// Whether the response was sent completely.
+    pub fn is_response_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Abort the stream: the client sees a reset, never a truncated response that
+    /// looks complete.
+    pub fn reset(&mut self, internal: bool) {
+        let reason = if internal {
+            h2::Reason::INTERNAL_ERROR
+        } else {
+            h2::Reason::CANCEL
+        };
+        match self.send.as_mut() {
+            Some(s) => s.send_reset(reason),
+            None => self.respond.send_reset(reason),
+        }
+        self.finished = true;
+    }
+
+    /// End of the exchange: a stream never carries another request. A response that
+    /// did not complete is reset rather than left hanging.
+    pub fn finish(mut self) {
+        if !self.finished {
+            self.reset(true);
+        }
+    }
+}
