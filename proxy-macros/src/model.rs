@@ -49,6 +49,7 @@ pub struct Upstream {
     pub retries: Option<u32>,
     pub tls: bool,
     pub sni: Option<String>,
+    pub h2: bool,
     pub health: Option<Health>,
 }
 

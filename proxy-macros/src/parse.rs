@@ -49,6 +49,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "tls",
     "sni",
     "health",
+    "h2",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -586,6 +587,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
         tls,
         sni,
+        h2: opts.flag("h2", cx),
         health,
     })
 }

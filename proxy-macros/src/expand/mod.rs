@@ -270,7 +270,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                 let mut __upstreams = ::std::vec::Vec::new();
                 for __spec in SPEC.upstreams {
                     let __addrs = conf.upstream_addrs.get(__spec.name).map(|v| v.as_slice());
-                    let __timeouts = conf.upstream_timeouts.get(__spec.name);
+                    let __timeouts = conf.upstream_options.get(__spec.name);
                     __upstreams.push(#krate::dsl::UpstreamGroup::build_with(__spec, __addrs, __timeouts)?);
                 }
                 ::core::result::Result::Ok(Proxy { __upstreams })
@@ -409,6 +409,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
     let retries = opt_tokens(u.retries);
     let tls = u.tls;
     let sni = opt_tokens(u.sni.as_deref());
+    let h2 = u.h2;
     let health = match &u.health {
         None => quote!(::core::option::Option::None),
         Some(h) => {
@@ -442,6 +443,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             retries: #retries,
             tls: #tls,
             sni: #sni,
+            h2: #h2,
             health: #health,
         }
     }

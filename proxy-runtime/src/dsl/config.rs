@@ -11,6 +11,10 @@
 //!
 //! [upstreams.Api]
 //! addrs = ["10.0.0.3:80", "10.0.0.4:80"]
+//! read_timeout = "10s"
+//! tls = true
+//! sni = "api.internal"
+//! h2 = true
 //! ```
 //!
 //! Environment: `<NAME>_LISTEN=addr,addr` and `<NAME>_UPSTREAM_<UPSTREAM>=addr,addr`,
@@ -74,11 +78,21 @@ pub struct UpstreamOverride {
     pub write_timeout: Option<Spanned<String>>,
     /// Pool idle timeout.
     pub idle_timeout: Option<Spanned<String>>,
+    /// Speak TLS to the group.
+    pub tls: Option<bool>,
+    /// TLS server name.
+    pub sni: Option<String>,
+    /// Verify the upstream certificate (`false`: test origins only).
+    pub verify: Option<bool>,
+    /// Trust this CA bundle instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Speak HTTP/2 (prior knowledge in cleartext; offered by ALPN over TLS).
+    pub h2: Option<bool>,
 }
 
-/// Timeouts that replace an upstream group's declared ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UpstreamTimeouts {
+/// Settings that replace an upstream group's declared ones at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamOptions {
     /// Connect timeout.
     pub connect: Option<Duration>,
     /// Read timeout.
@@ -87,6 +101,16 @@ pub struct UpstreamTimeouts {
     pub write: Option<Duration>,
     /// Pool idle timeout.
     pub idle: Option<Duration>,
+    /// Speak TLS.
+    pub tls: Option<bool>,
+    /// TLS server name.
+    pub sni: Option<String>,
+    /// Verify the certificate.
+    pub verify: Option<bool>,
+    /// CA bundle to trust.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Speak HTTP/2.
+    pub h2: Option<bool>,
 }
 
 /// The settings a proxy starts with, after every source was applied.
@@ -106,8 +130,8 @@ pub struct ProxyConfig {
     pub header_read_timeout: Option<Duration>,
     /// Address overrides by upstream name.
     pub upstream_addrs: HashMap<String, Vec<String>>,
-    /// Timeout overrides by upstream name.
-    pub upstream_timeouts: HashMap<String, UpstreamTimeouts>,
+    /// Option overrides by upstream name.
+    pub upstream_options: HashMap<String, UpstreamOptions>,
 }
 
 impl ProxyConfig {
@@ -201,15 +225,20 @@ impl ProxyConfig {
             let parse = |v: &Option<Spanned<String>>, k: &str| {
                 v.as_ref().map(|v| duration(v, &key(k))).transpose()
             };
-            let timeouts = UpstreamTimeouts {
+            let options = UpstreamOptions {
                 connect: parse(&o.connect_timeout, "connect_timeout")?,
                 read: parse(&o.read_timeout, "read_timeout")?,
                 write: parse(&o.write_timeout, "write_timeout")?,
                 idle: parse(&o.idle_timeout, "idle_timeout")?,
+                tls: o.tls,
+                sni: o.sni.clone(),
+                verify: o.verify,
+                ca_file: o.ca_file.clone(),
+                h2: o.h2,
             };
-            if timeouts != UpstreamTimeouts::default() {
-                self.upstream_timeouts
-                    .insert(name.get_ref().clone(), timeouts);
+            if options != UpstreamOptions::default() {
+                self.upstream_options
+                    .insert(name.get_ref().clone(), options);
             }
             if let Some(addrs) = o.addrs {
                 self.upstream_addrs.insert(name.into_inner(), addrs);
@@ -218,9 +247,9 @@ impl ProxyConfig {
         Ok(())
     }
 
-    /// Replace timeouts of upstream `name` (as the config file would).
-    pub fn with_upstream_timeouts(mut self, name: &str, timeouts: UpstreamTimeouts) -> Self {
-        self.upstream_timeouts.insert(name.to_string(), timeouts);
+    /// Replace settings of upstream `name` (as the config file would).
+    pub fn with_upstream_options(mut self, name: &str, options: UpstreamOptions) -> Self {
+        self.upstream_options.insert(name.to_string(), options);
         self
     }
 
@@ -297,6 +326,7 @@ mod tests {
         retries: None,
         tls: false,
         sni: None,
+        h2: false,
         health: None,
     }];
 

@@ -17,7 +17,7 @@ pub mod upstreams;
 
 pub use app::AppSpec;
 pub use cache_policy::CachePolicy;
-pub use config::{ProxyConfig, UpstreamTimeouts};
+pub use config::{ProxyConfig, UpstreamOptions};
 pub use response::{Flow, IntoDecision, IntoDelay, IntoFlow, IntoUnitResult, Response, apply_flow};
 pub use routing::{RouteInfo, RouteTable, RouteTarget};
 pub use upstreams::{HealthSpec, LbPolicy, UpstreamGroup, UpstreamSpec};

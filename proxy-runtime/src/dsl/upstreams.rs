@@ -83,6 +83,8 @@ pub struct UpstreamSpec {
     pub tls: bool,
     /// TLS server name.
     pub sni: Option<&'static str>,
+    /// Speak HTTP/2 (prior knowledge in cleartext, ALPN `h2` over TLS).
+    pub h2: bool,
     /// Active health check.
     pub health: Option<HealthSpec>,
 }
@@ -137,11 +139,11 @@ impl UpstreamGroup {
         Self::build_with(spec, addrs, None)
     }
 
-    /// [`UpstreamGroup::build`], with timeouts replacing the declared ones.
+    /// [`UpstreamGroup::build`], with settings replacing the declared ones.
     pub fn build_with(
         spec: &UpstreamSpec,
         addrs: Option<&[String]>,
-        timeouts: Option<&super::config::UpstreamTimeouts>,
+        overrides: Option<&super::config::UpstreamOptions>,
     ) -> Result<Self> {
         let declared: Vec<String> = spec.addrs.iter().map(|s| s.to_string()).collect();
         let list = addrs.unwrap_or(&declared);
@@ -175,11 +177,36 @@ impl UpstreamGroup {
         if let Some(d) = spec.idle_timeout {
             options.idle_timeout = d;
         }
-        if let Some(t) = timeouts {
+        let mut tls = spec.tls;
+        let mut sni = spec.sni.unwrap_or("").to_string();
+        options.h2 = spec.h2;
+        if spec.h2 && tls {
+            options.alpn = crate::protocols::tls::Alpn::H2;
+        }
+        if let Some(t) = overrides {
             options.connect_timeout = t.connect.unwrap_or(options.connect_timeout);
             options.read_timeout = t.read.unwrap_or(options.read_timeout);
             options.write_timeout = t.write.unwrap_or(options.write_timeout);
             options.idle_timeout = t.idle.unwrap_or(options.idle_timeout);
+            tls = t.tls.unwrap_or(tls);
+            if let Some(s) = &t.sni {
+                sni = s.clone();
+            }
+            if let Some(v) = t.verify {
+                options.verify_cert = v;
+                options.verify_hostname = v;
+            }
+            if t.ca_file.is_some() {
+                options.ca_file = t.ca_file.clone();
+            }
+            if let Some(h2) = t.h2 {
+                options.h2 = h2;
+                options.alpn = if h2 && tls {
+                    crate::protocols::tls::Alpn::H2
+                } else {
+                    crate::protocols::tls::Alpn::H1
+                };
+            }
         }
         Ok(UpstreamGroup {
             name: spec.name,
@@ -187,8 +214,8 @@ impl UpstreamGroup {
             health: spec.health.map(|h| h.check()),
             checks_started: AtomicBool::new(false),
             options,
-            tls: spec.tls,
-            sni: spec.sni.unwrap_or("").to_string(),
+            tls,
+            sni,
             retries: spec.retries,
         })
     }
@@ -260,6 +287,7 @@ mod tests {
         retries: Some(2),
         tls: false,
         sni: None,
+        h2: false,
         health: None,
     };
 

@@ -13,6 +13,7 @@ use crate::protocols::h1::io::ConnIo;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
 use crate::session::{Downstream, Session};
+use crate::upstream::UpstreamConn;
 
 impl<P: ProxyHttp> HttpProxy<P> {
     /// Run one request through every phase; the client connection comes back if it can
@@ -78,7 +79,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         loop {
             let attempt = session.next_try();
             let peer = self.inner.upstream_peer(session, ctx).await?;
-            let (stream, reused) = match self.connector.get(&peer).await {
+            let (conn, reused) = match self.connector.get_conn(&peer).await {
                 Ok(c) => c,
                 Err(e) => {
                     let e = self.inner.fail_to_connect(session, &peer, ctx, e);
@@ -92,10 +93,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
             self.inner
                 .connected_to_upstream(session, reused, &peer, ctx)
                 .await?;
-            let e = match self
-                .proxy_to_h1_upstream(session, stream, reused, &peer, ctx)
-                .await
-            {
+            let exchanged = match conn {
+                UpstreamConn::H1(stream) => {
+                    self.proxy_to_h1_upstream(session, stream, reused, &peer, ctx)
+                        .await
+                }
+                UpstreamConn::H2(h2) => self.proxy_to_h2_upstream(session, h2, &peer, ctx).await,
+            };
+            let e = match exchanged {
                 Ok(()) => return Ok(()),
                 Err(e) => self.inner.error_while_proxy(&peer, session, e, ctx, reused),
             };

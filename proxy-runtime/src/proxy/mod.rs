@@ -8,15 +8,19 @@
 
 mod common;
 mod h1;
+mod h2;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::modules::HttpModules;
+use crate::protocols::Prefixed;
 use crate::protocols::Stream;
 use crate::protocols::h1::io::ConnIo;
 use crate::protocols::h1::server::{ReadOutcome, read_request};
 use crate::protocols::h1::{H1ServerOptions, HeadLimits};
+use crate::protocols::h2::{H2Options, PREFACE};
+use crate::protocols::timeout::lazy_timeout;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
 use crate::session::Session;
@@ -36,6 +40,8 @@ pub struct ProxyOptions {
     pub tunnel_idle_timeout: Duration,
     /// Size of the upstream connection pool.
     pub pool: PoolOptions,
+    /// HTTP/2 settings and protections towards clients.
+    pub h2: H2Options,
 }
 
 impl Default for ProxyOptions {
@@ -45,6 +51,7 @@ impl Default for ProxyOptions {
             retry_buffer_limit: 64 * 1024,
             upstream_head: HeadLimits::default(),
             tunnel_idle_timeout: Duration::from_secs(300),
+            h2: H2Options::default(),
             pool: PoolOptions::default(),
         }
     }
@@ -87,7 +94,29 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let peer_label = client_addr
             .as_ref()
             .map_or_else(|| "-".to_string(), ToString::to_string);
+        if stream.alpn() == Some(b"h2".as_slice()) {
+            return self
+                .serve_h2(stream, shutdown, client_addr, server_addr)
+                .await;
+        }
         let mut io = ConnIo::new(stream);
+        if !io.stream.is_tls() {
+            // Cleartext: HTTP/2 with prior knowledge (h2c) starts with its preface.
+            let sniffed = tokio::select! {
+                biased;
+                s = sniff_h2c(&mut io, self.downstream.header_read_timeout) => s,
+                () = shutdown.wait() => return,
+            };
+            match sniffed {
+                Sniffed::H2 => {
+                    let prefix = io.rbuf.split().freeze();
+                    let io = Prefixed::new(prefix, io.stream);
+                    return self.serve_h2(io, shutdown, client_addr, server_addr).await;
+                }
+                Sniffed::Closed => return,
+                Sniffed::H1 => {}
+            }
+        }
         let mut served = 0u64;
         loop {
             let outcome = tokio::select! {
@@ -118,6 +147,37 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 }
                 _ => return,
             }
+        }
+    }
+}
+
+/// What a new cleartext connection starts with.
+enum Sniffed {
+    /// The HTTP/2 connection preface.
+    H2,
+    /// Anything else: HTTP/1.x.
+    H1,
+    /// Nothing in time, or the client left.
+    Closed,
+}
+
+/// Read until the bytes either are the HTTP/2 preface or cannot be. What was read stays
+/// in the buffer for whichever protocol serves the connection.
+async fn sniff_h2c(io: &mut ConnIo, wait: Duration) -> Sniffed {
+    loop {
+        let n = io.rbuf.len().min(PREFACE.len());
+        if io.rbuf[..n] != PREFACE[..n] {
+            return Sniffed::H1;
+        }
+        if n == PREFACE.len() {
+            return Sniffed::H2;
+        }
+        if io.eof {
+            return Sniffed::Closed;
+        }
+        match lazy_timeout(wait, io.fill(None)).await {
+            Ok(Ok(_)) => {}
+            _ => return Sniffed::Closed,
         }
     }
 }

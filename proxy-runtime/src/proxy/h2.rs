@@ -1,0 +1,370 @@
+//! HTTP/2 in the proxy loops: serving a client's HTTP/2 connection (each stream runs the
+//! same phases as an HTTP/1 request, concurrently) and exchanging one request with an
+//! HTTP/2 origin over a shared connection — with the request body and the response
+//! streaming at the same time, as gRPC needs.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use h2::SendStream;
+use http::{Uri, Version, header};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::HttpProxy;
+use super::common::{client_accepts_trailers, refine_retry, strip_hop_by_hop};
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::http::ResponseHeader;
+use crate::protocols::SocketAddress;
+use crate::protocols::h2::client::{H2Connection, upstream_h2_error};
+use crate::protocols::h2::server::{H2ServerSession, sanitize_for_h2};
+use crate::protocols::timeout::lazy_timeout;
+use crate::proxy_trait::ProxyHttp;
+use crate::server::ShutdownWatch;
+use crate::session::{Session, body_not_replayable};
+use crate::upstream::HttpPeer;
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// Serve a client's HTTP/2 connection: every stream becomes a [`Session`] and runs
+    /// the phases in its own task; at shutdown the client gets a GOAWAY and open
+    /// streams finish.
+    pub(crate) async fn serve_h2<IO>(
+        self: Arc<Self>,
+        io: IO,
+        shutdown: ShutdownWatch,
+        client_addr: Option<SocketAddress>,
+        server_addr: Option<SocketAddress>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let o = &self.opts.h2;
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(o.max_concurrent_streams)
+            .initial_window_size(o.initial_window_size)
+            .initial_connection_window_size(o.initial_connection_window_size)
+            .max_header_list_size(o.max_header_list_size)
+            .max_pending_accept_reset_streams(o.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(Some(o.max_local_error_reset_streams))
+            .max_send_buffer_size(o.max_send_buffer_size);
+        let handshake = builder.handshake::<_, Bytes>(io);
+        let mut conn =
+            match tokio::time::timeout(self.downstream.header_read_timeout, handshake).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!("HTTP/2 handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+        let mut going_away = shutdown.is_shutting_down();
+        if going_away {
+            conn.graceful_shutdown();
+        }
+        loop {
+            let next = tokio::select! {
+                next = conn.accept() => next,
+                () = shutdown.wait(), if !going_away => {
+                    conn.graceful_shutdown();
+                    going_away = true;
+                    continue;
+                }
+            };
+            match next {
+                Some(Ok((request, respond))) => {
+                    let stream = match H2ServerSession::new(
+                        request,
+                        respond,
+                        self.downstream.write_timeout,
+                        self.downstream.body_read_timeout,
+                    ) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::info!("rejected HTTP/2 request: {e}");
+                            continue;
+                        }
+                    };
+                    let mut session = Session::new_h2(
+                        Box::new(stream),
+                        client_addr.clone(),
+                        server_addr.clone(),
+                        self.opts.retry_buffer_limit,
+                    );
+                    session.modules = self.modules.build_ctx();
+                    session.set_shutdown_watch(shutdown.clone());
+                    let proxy = self.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        proxy.process_request(session, &shutdown).await;
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("HTTP/2 connection error: {e}");
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Send the session's request to an HTTP/2 origin on a shared connection and relay
+    /// the response.
+    pub(super) async fn proxy_to_h2_upstream(
+        &self,
+        session: &mut Session,
+        conn: H2Connection,
+        peer: &HttpPeer,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        if !session.body_replayable() {
+            return Err(body_not_replayable());
+        }
+        let read_timeout = peer.options.read_timeout;
+        let write_timeout = peer.options.write_timeout;
+        let mut req = session.req_header().clone();
+        strip_hop_by_hop(req.headers_mut_raw(), false);
+        if client_accepts_trailers(session) {
+            // gRPC and friends: the origin must know the client takes trailers.
+            req.insert_header(header::TE, "trailers")?;
+        }
+        req.version = Version::HTTP_2;
+        self.inner
+            .upstream_request_filter(session, &mut req, ctx)
+            .await?;
+
+        let authority = req
+            .authority()
+            .map(str::to_string)
+            .unwrap_or_else(|| peer.default_host());
+        let uri = Uri::builder()
+            .scheme(if peer.tls { "https" } else { "http" })
+            .authority(authority.as_str())
+            .path_and_query(req.path_and_query())
+            .build()
+            .map_err(|e| {
+                Error::because(
+                    ErrorKind::Internal,
+                    ErrorSource::Internal,
+                    "upstream request target",
+                    e,
+                )
+            })?;
+        let mut headers = req.headers().clone();
+        headers.remove(header::HOST); // carried as :authority
+        sanitize_for_h2(&mut headers);
+        let replay: Vec<Bytes> = session.body_read_so_far().to_vec();
+        let body_done_at_start = session.is_body_done();
+        let no_body = session.is_body_empty() && replay.is_empty();
+        if !no_body
+            && !matches!(
+                session.h1_framing(),
+                crate::protocols::h1::BodyFraming::Length(_)
+            )
+        {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        let mut request = http::Request::new(());
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_2;
+        *request.headers_mut() = headers;
+        let method = req.method.clone();
+        drop(req);
+
+        let ready = lazy_timeout(write_timeout, conn.ready())
+            .await
+            .map_err(|_| {
+                Error::explain(
+                    ErrorKind::WriteTimedout,
+                    ErrorSource::Upstream,
+                    "no HTTP/2 stream available on the upstream connection in time",
+                )
+            })?;
+        let mut send = match ready {
+            Ok(s) => s,
+            Err(e) => {
+                self.connector.drop_h2(peer);
+                return Err(e);
+            }
+        };
+        let (response, mut body_tx) = send
+            .send_request(request, no_body)
+            .map_err(|e| self.h2_failure(peer, e, "sending request to upstream"))?;
+
+        // Body bytes already read go first, then the rest as it arrives.
+        let mut req_done = no_body;
+        if !no_body {
+            let last = replay.len();
+            for (i, chunk) in replay.into_iter().enumerate() {
+                let eos = body_done_at_start && i + 1 == last;
+                self.send_h2_body(session, &mut body_tx, Some(chunk), eos, write_timeout, ctx)
+                    .await?;
+                req_done = eos;
+            }
+            if body_done_at_start && !req_done {
+                self.send_h2_body(session, &mut body_tx, None, true, write_timeout, ctx)
+                    .await?;
+                req_done = true;
+            }
+        }
+
+        // Until the response head: keep uploading.
+        let mut response = std::pin::pin!(response);
+        let response = loop {
+            if req_done {
+                break match lazy_timeout(read_timeout, response.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(Error::explain(
+                            ErrorKind::ReadTimedout,
+                            ErrorSource::Upstream,
+                            format!("no response from upstream within {read_timeout:?}"),
+                        ));
+                    }
+                };
+            }
+            tokio::select! {
+                r = response.as_mut() => break r,
+                chunk = session.read_body_for_proxy() => {
+                    let chunk = chunk?;
+                    let eos = chunk.is_none() || session.is_body_done();
+                    self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
+                    req_done = eos;
+                }
+            }
+        };
+        let response = response.map_err(|e| {
+            let e = self.h2_failure(peer, e, "waiting for the upstream response");
+            refine_retry(e, &method, false)
+        })?;
+
+        let (parts, mut recv) = response.into_parts();
+        let mut resp = ResponseHeader::new(parts.status, parts.headers.len());
+        for (name, value) in parts.headers.iter() {
+            resp.headers_mut_raw().append_parsed(
+                name.clone(),
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                value.clone(),
+            );
+        }
+        strip_hop_by_hop(resp.headers_mut_raw(), false);
+        if !req_done {
+            session.set_keepalive_off();
+        }
+        self.relay_response_head(session, resp, ctx).await?;
+
+        // The response streams down while the rest of the request (if any) goes up.
+        loop {
+            tokio::select! {
+                data = lazy_timeout(read_timeout, poll_fn(|cx| recv.poll_data(cx))) => match data {
+                    Err(_) => {
+                        return Err(Error::explain(
+                            ErrorKind::ReadTimedout,
+                            ErrorSource::Upstream,
+                            format!("upstream response body stalled for {read_timeout:?}"),
+                        ));
+                    }
+                    Ok(Some(Ok(data))) => {
+                        let _ = recv.flow_control().release_capacity(data.len());
+                        self.relay_response_body(session, data, ctx).await?;
+                    }
+                    Ok(Some(Err(e))) => return Err(self.h2_failure(peer, e, "reading upstream response body")),
+                    Ok(None) => {
+                        let trailers = poll_fn(|cx| recv.poll_trailers(cx))
+                            .await
+                            .map_err(|e| self.h2_failure(peer, e, "reading upstream trailers"))?;
+                        self.relay_response_end(session, trailers, true, ctx).await?;
+                        break;
+                    }
+                },
+                chunk = session.read_body_for_proxy(), if !req_done => {
+                    let chunk = chunk?;
+                    let eos = chunk.is_none() || session.is_body_done();
+                    self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
+                    req_done = eos;
+                }
+            }
+        }
+        if !req_done {
+            // The response is complete; the rest of the upload is not wanted.
+            body_tx.send_reset(h2::Reason::CANCEL);
+        }
+        Ok(())
+    }
+
+    /// One piece of request body through `request_body_filter` onto the HTTP/2 stream,
+    /// as the origin's flow-control window allows.
+    async fn send_h2_body(
+        &self,
+        session: &mut Session,
+        tx: &mut SendStream<Bytes>,
+        chunk: Option<Bytes>,
+        end_of_stream: bool,
+        write_timeout: std::time::Duration,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        let mut body = chunk;
+        self.inner
+            .request_body_filter(session, &mut body, end_of_stream, ctx)
+            .await?;
+        let mut data = body.unwrap_or_default();
+        // Trailers end the stream themselves; without them the last DATA frame does.
+        let trailers = if end_of_stream {
+            session
+                .request_trailers()
+                .filter(|t| !t.is_empty())
+                .cloned()
+        } else {
+            None
+        };
+        let eos_on_data = end_of_stream && trailers.is_none();
+        let mut sent_eos = false;
+        while !data.is_empty() {
+            tx.reserve_capacity(data.len());
+            let granted = lazy_timeout(write_timeout, poll_fn(|cx| tx.poll_capacity(cx)))
+                .await
+                .map_err(|_| {
+                    Error::explain(
+                        ErrorKind::WriteTimedout,
+                        ErrorSource::Upstream,
+                        "upstream flow-control window stayed closed",
+                    )
+                })?;
+            let n = match granted {
+                Some(Ok(n)) => n.min(data.len()),
+                Some(Err(e)) => return Err(upstream_h2_error(e, "sending request body")),
+                None => {
+                    return Err(Error::explain(
+                        ErrorKind::ConnectionClosed,
+                        ErrorSource::Upstream,
+                        "upstream closed the stream while the request body was sent",
+                    ));
+                }
+            };
+            if n > 0 {
+                let piece = data.split_to(n);
+                let last = eos_on_data && data.is_empty();
+                tx.send_data(piece, last)
+                    .map_err(|e| upstream_h2_error(e, "sending request body"))?;
+                sent_eos |= last;
+            }
+        }
+        if let Some(mut t) = trailers {
+            sanitize_for_h2(&mut t);
+            tx.send_trailers(t)
+                .map_err(|e| upstream_h2_error(e, "sending request trailers"))?;
+        } else if eos_on_data && !sent_eos {
+            tx.send_data(Bytes::new(), true)
+                .map_err(|e| upstream_h2_error(e, "ending the request body"))?;
+        }
+        Ok(())
+    }
+
+    /// An `h2` error from an upstream; a broken connection is forgotten.
+    fn h2_failure(&self, peer: &HttpPeer, e: h2::Error, what: &str) -> Box<Error> {
+        if e.is_io() || e.is_go_away() {
+            self.connector.drop_h2(peer);
+        }
+        upstream_h2_error(e, what)
+    }
+}
