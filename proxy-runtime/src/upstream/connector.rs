@@ -23,7 +23,13 @@ pub struct Connector {
     pool: Arc<ConnectionPool>,
     tls: Arc<TlsConnector>,
     h2: Arc<H2Pool>,
+    /// One HTTP/2 connection attempt per peer at a time: concurrent requests wait for
+    /// it and share the connection instead of each opening their own.
+    h2_connecting: Arc<ConnectGates>,
 }
+
+/// A gate per peer key, held while that peer's HTTP/2 connection is being opened.
+type ConnectGates = std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>;
 
 /// A connection ready for one request: HTTP/1.x (exclusive) or HTTP/2 (shared).
 #[derive(Debug)]
@@ -41,6 +47,7 @@ impl Connector {
             pool: ConnectionPool::new(pool),
             tls: Arc::new(TlsConnector::default()),
             h2: Arc::new(H2Pool::default()),
+            h2_connecting: Arc::default(),
         }
     }
 
@@ -69,6 +76,23 @@ impl Connector {
         if may_h2 && let Some(c) = self.h2.get(key) {
             return Ok((UpstreamConn::H2(c), true));
         }
+        // Another request may be opening the shared connection right now: wait for it.
+        let _connecting = if may_h2 {
+            let gate = self
+                .h2_connecting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key)
+                .or_default()
+                .clone();
+            let guard = gate.lock_owned().await;
+            if let Some(c) = self.h2.get(key) {
+                return Ok((UpstreamConn::H2(c), true));
+            }
+            Some(guard)
+        } else {
+            None
+        };
         // May an HTTP/1 connection serve this peer? Not for h2-only peers.
         let h2_only = if peer.tls {
             peer.options.alpn == Alpn::H2
