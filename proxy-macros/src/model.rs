@@ -19,6 +19,8 @@ pub struct ProxyDecl {
     pub name: String,
     /// Listen addresses.
     pub listen: Vec<String>,
+    /// TLS listeners.
+    pub tls_listen: Vec<TlsListen>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Shutdown grace period.
@@ -36,6 +38,15 @@ pub struct ProxyDecl {
     pub unparsed_routes: Vec<Ident>,
     /// Phase functions, in declaration order.
     pub phases: Vec<PhaseFn>,
+}
+
+/// `tls("0.0.0.0:443", cert = ..., key = ...)` in `listen`.
+pub struct TlsListen {
+    pub addr: String,
+    /// (certificate, key) PEM paths; the first is the default.
+    pub certs: Vec<(String, String)>,
+    pub client_ca: Option<String>,
+    pub client_auth_required: bool,
 }
 
 /// `#[upstream(...)] struct Name;`

@@ -129,24 +129,7 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         },
         None => syn::parse_quote!(::proxy_runtime),
     };
-    let listen: Vec<String> = opts
-        .strings("listen", cx)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|l| match l.value().parse::<std::net::SocketAddr>() {
-            Ok(_) => Some(l.value()),
-            Err(_) => {
-                cx.error(
-                    l.span(),
-                    format!(
-                        "invalid listen address {:?}: expected \"ip:port\"",
-                        l.value()
-                    ),
-                );
-                None
-            }
-        })
-        .collect();
+    let (listen, tls_listen) = parse_listen(&opts, cx);
     let threads = opts.int::<usize>("threads", cx).and_then(|(t, span)| {
         if t == 0 {
             cx.error(span, "`threads` must be at least 1");
@@ -163,6 +146,7 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         krate,
         name,
         listen,
+        tls_listen,
         threads,
         grace_period: opts.duration("grace_period", cx),
         normalize: !opts.has("normalize") || opts.flag("normalize", cx),
@@ -254,6 +238,98 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         }
     }
     decl
+}
+
+fn socket_addr(lit: &LitStr, cx: &Ctxt) -> Option<String> {
+    match lit.value().parse::<std::net::SocketAddr>() {
+        Ok(_) => Some(lit.value()),
+        Err(_) => {
+            cx.error(
+                lit.span(),
+                format!(
+                    "invalid listen address {:?}: expected \"ip:port\"",
+                    lit.value()
+                ),
+            );
+            None
+        }
+    }
+}
+
+const TLS_LISTEN_OPTIONS: &[&str] = &["cert", "key", "certs", "client_ca", "client_auth_required"];
+
+/// `listen = ["0.0.0.0:80", tls("0.0.0.0:443", cert = "c.pem", key = "k.pem")]`.
+fn parse_listen(opts: &Options, cx: &Ctxt) -> (Vec<String>, Vec<TlsListen>) {
+    let mut plain = Vec::new();
+    let mut tls = Vec::new();
+    for e in opts.list("listen", cx).unwrap_or_default() {
+        match &e {
+            Expr::Call(call) if matches!(&*call.func, Expr::Path(p) if p.path.is_ident("tls")) => {
+                let args = &call.args;
+                let (positionals, t) = Options::new(
+                    parse_args(quote::quote!(#args), cx),
+                    TLS_LISTEN_OPTIONS,
+                    "tls listener",
+                    cx,
+                );
+                let mut pos = positionals.into_iter();
+                let Some(addr) = pos
+                    .next()
+                    .and_then(|a| expect_str(&a, "tls listener address", cx))
+                else {
+                    cx.error_spanned(
+                        &e,
+                        "write tls(\"0.0.0.0:443\", cert = \"cert.pem\", key = \"key.pem\")",
+                    );
+                    continue;
+                };
+                let Some(addr) = socket_addr(&addr, cx) else {
+                    continue;
+                };
+                let mut certs = Vec::new();
+                match (t.string("cert", cx), t.string("key", cx)) {
+                    (Some(c), Some(k)) => certs.push((c.value(), k.value())),
+                    (None, None) => {}
+                    _ => cx.error_spanned(&e, "`cert` and `key` go together"),
+                }
+                for pair in t.list("certs", cx).unwrap_or_default() {
+                    match &pair {
+                        Expr::Tuple(tp) if tp.elems.len() == 2 => {
+                            let c = expect_str(&tp.elems[0], "certs", cx);
+                            let k = expect_str(&tp.elems[1], "certs", cx);
+                            if let (Some(c), Some(k)) = (c, k) {
+                                certs.push((c.value(), k.value()));
+                            }
+                        }
+                        other => cx.error_spanned(
+                            other,
+                            "`certs` takes pairs: [(\"cert.pem\", \"key.pem\"), ...]",
+                        ),
+                    }
+                }
+                if certs.is_empty() {
+                    cx.error_spanned(
+                        &e,
+                        "a TLS listener needs `cert` and `key` (or `certs = [...]`)",
+                    );
+                }
+                tls.push(TlsListen {
+                    addr,
+                    certs,
+                    client_ca: t.string("client_ca", cx).map(|l| l.value()),
+                    client_auth_required: t.flag("client_auth_required", cx),
+                });
+            }
+            other => {
+                if let Some(lit) = expect_str(other, "listen", cx)
+                    && let Some(a) = socket_addr(&lit, cx)
+                {
+                    plain.push(a);
+                }
+            }
+        }
+    }
+    (plain, tls)
 }
 
 fn check_reserved(item: &Item, cx: &Ctxt) {

@@ -234,6 +234,20 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
     let route_infos = decl.routes.iter().map(|r| route_info_tokens(krate, r));
     let name = &decl.name;
     let listen = &decl.listen;
+    let tls_listen = decl.tls_listen.iter().map(|t| {
+        let addr = &t.addr;
+        let certs = t.certs.iter().map(|(c, k)| quote!((#c, #k)));
+        let ca = opt_tokens(t.client_ca.as_deref());
+        let required = t.client_auth_required;
+        quote! {
+            #krate::dsl::app::TlsListenSpec {
+                addr: #addr,
+                certs: &[#(#certs),*],
+                client_ca: #ca,
+                client_auth_required: #required,
+            }
+        }
+    });
     let threads = opt_tokens(decl.threads);
     let grace = duration_tokens(decl.grace_period);
     let max_retries = decl
@@ -259,6 +273,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         }
 
         /// The proxy: a `ProxyHttp` generated from the declaration.
+        #[derive(Debug)]
         pub struct Proxy {
             __upstreams: ::std::vec::Vec<#krate::dsl::UpstreamGroup>,
         }
@@ -304,6 +319,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         pub static SPEC: #krate::dsl::AppSpec = #krate::dsl::AppSpec {
             name: #name,
             listen: &[#(#listen),*],
+            tls_listen: &[#(#tls_listen),*],
             threads: #threads,
             grace_period: #grace,
             upstreams: &[#(#upstream_specs),*],
@@ -314,12 +330,12 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         /// The declared configuration (listen addresses, threads, grace period), to
         /// change before calling [`service`].
         pub fn config() -> #krate::dsl::ProxyConfig {
-            #krate::dsl::ProxyConfig::declared(SPEC.listen, SPEC.threads, SPEC.grace_period)
+            SPEC.declared_config()
         }
 
         /// A proxy service with `conf`'s listeners, ready to add to a `Server`.
         pub fn service(conf: &#krate::dsl::ProxyConfig) -> #krate::Result<#krate::server::HttpProxyService<Proxy>> {
-            ::core::result::Result::Ok(SPEC.service(Proxy::new(conf)?, conf))
+            SPEC.service(Proxy::new(conf)?, conf)
         }
 
         /// Run the proxy: command line (`--config`, `--listen`, `--print-routes`,

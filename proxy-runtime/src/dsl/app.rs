@@ -14,6 +14,7 @@ use super::config::ProxyConfig;
 use super::routing::RouteTable;
 use super::upstreams::UpstreamSpec;
 use crate::error::Result;
+use crate::protocols::tls::{CertKeyPaths, TlsServerSettings};
 use crate::proxy_trait::ProxyHttp;
 use crate::server::{HttpProxyService, HttpProxyServiceBuilder, Server, ServerConf};
 
@@ -24,6 +25,8 @@ pub struct AppSpec {
     pub name: &'static str,
     /// Declared listen addresses.
     pub listen: &'static [&'static str],
+    /// Declared TLS listeners.
+    pub tls_listen: &'static [TlsListenSpec],
     /// Declared worker threads.
     pub threads: Option<usize>,
     /// Declared shutdown grace period.
@@ -34,6 +37,38 @@ pub struct AppSpec {
     pub routes: RouteTable,
     /// Retries the service must allow (the largest any route asks for).
     pub max_retries: u32,
+}
+
+/// A TLS listener as declared: `tls("0.0.0.0:443", cert = ..., key = ...)`.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsListenSpec {
+    /// The address.
+    pub addr: &'static str,
+    /// (certificate chain, private key) PEM paths; the first is the default.
+    pub certs: &'static [(&'static str, &'static str)],
+    /// CA bundle for client certificates (mTLS).
+    pub client_ca: Option<&'static str>,
+    /// Refuse clients without a certificate.
+    pub client_auth_required: bool,
+}
+
+impl TlsListenSpec {
+    /// The runtime settings (files are read when the service is built).
+    pub fn settings(&self) -> TlsServerSettings {
+        TlsServerSettings {
+            certs: self
+                .certs
+                .iter()
+                .map(|(c, k)| CertKeyPaths {
+                    cert: c.into(),
+                    key: k.into(),
+                })
+                .collect(),
+            alpn: crate::protocols::tls::Alpn::H2H1,
+            client_ca: self.client_ca.map(Into::into),
+            client_auth_required: self.client_auth_required,
+        }
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -63,7 +98,7 @@ impl AppSpec {
         listen: &[String],
         threads: Option<usize>,
     ) -> std::result::Result<ProxyConfig, super::config::ConfigError> {
-        let mut conf = ProxyConfig::declared(self.listen, self.threads, self.grace_period);
+        let mut conf = self.declared_config();
         if let Some(f) = file {
             conf.apply_file(f, self.upstreams)?;
         }
@@ -77,8 +112,24 @@ impl AppSpec {
         Ok(conf)
     }
 
-    /// A service for `proxy` with the configuration's listeners and timeouts.
-    pub fn service<P: ProxyHttp>(&self, proxy: P, conf: &ProxyConfig) -> HttpProxyService<P> {
+    /// The configuration as declared (before files, environment and flags).
+    pub fn declared_config(&self) -> ProxyConfig {
+        let mut conf = ProxyConfig::declared(self.listen, self.threads, self.grace_period);
+        conf.tls_listen = self
+            .tls_listen
+            .iter()
+            .map(|t| (t.addr.to_string(), t.settings()))
+            .collect();
+        conf
+    }
+
+    /// A service for `proxy` with the configuration's listeners and timeouts. TLS
+    /// certificates are loaded now: an error names the file.
+    pub fn service<P: ProxyHttp>(
+        &self,
+        proxy: P,
+        conf: &ProxyConfig,
+    ) -> Result<HttpProxyService<P>> {
         let mut builder = HttpProxyServiceBuilder::new(proxy)
             .name(self.name)
             .max_retries(self.max_retries);
@@ -91,7 +142,10 @@ impl AppSpec {
         for l in &conf.listen {
             builder = builder.listen_tcp(l);
         }
-        builder.build()
+        for (addr, settings) in &conf.tls_listen {
+            builder = builder.listen_tls(addr, settings.clone())?;
+        }
+        Ok(builder.build())
     }
 
     /// Say at start-up what the declaration asks for that this build does not do.
@@ -108,12 +162,6 @@ impl AppSpec {
                 "routes {} declare a cache policy, but the response cache is not available in \
                  this build: their responses are NOT cached",
                 cached.join(", ")
-            );
-        }
-        for u in self.upstreams.iter().filter(|u| u.tls) {
-            tracing::warn!(
-                "upstream {} declares TLS, which this build cannot speak yet: requests to it fail with 502",
-                u.name
             );
         }
     }
@@ -140,7 +188,7 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
         println!("configuration OK");
         std::process::exit(0);
     }
-    if conf.listen.is_empty() {
+    if conf.listen.is_empty() && conf.tls_listen.is_empty() {
         fail("no listen address: declare `listen = ...`, or use --listen or a config file");
     }
     spec.startup_notes();
@@ -152,7 +200,7 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
         server_conf.grace_period = g;
     }
     let mut server = Server::new(server_conf);
-    server.add_service(spec.service(proxy, &conf));
+    server.add_service(spec.service(proxy, &conf).unwrap_or_else(|e| fail(e)));
     server.run_forever()
 }
 

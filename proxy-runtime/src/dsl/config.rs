@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! listen = ["0.0.0.0:8080"]
+//! tls_listen = [{ addr = "0.0.0.0:8443", cert = "/etc/edge/cert.pem", key = "/etc/edge/key.pem" }]
 //! threads = 4
 //! grace_period = "10s"
 //! log = "info"
@@ -49,6 +50,8 @@ impl std::error::Error for ConfigError {}
 pub struct ConfigFile {
     /// Listen addresses (replace the declared ones).
     pub listen: Option<Vec<String>>,
+    /// TLS listeners (replace the declared ones).
+    pub tls_listen: Option<Vec<TlsListenFile>>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Grace period for shutdown (`"10s"`).
@@ -62,6 +65,26 @@ pub struct ConfigFile {
     /// Address overrides per upstream group.
     #[serde(default)]
     pub upstreams: BTreeMap<Spanned<String>, UpstreamOverride>,
+}
+
+/// A TLS listener, as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenFile {
+    /// `ip:port`.
+    pub addr: String,
+    /// Certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Private key (PEM).
+    pub key: std::path::PathBuf,
+    /// More certificates chosen by SNI: `[["b.pem", "b.key"], ...]`.
+    #[serde(default)]
+    pub more_certs: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// CA bundle for client certificates.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Refuse clients without a certificate.
+    #[serde(default)]
+    pub client_auth_required: bool,
 }
 
 /// Overrides for one upstream group, as written in the file.
@@ -118,6 +141,8 @@ pub struct UpstreamOptions {
 pub struct ProxyConfig {
     /// Listen addresses.
     pub listen: Vec<String>,
+    /// TLS listeners: address and certificates.
+    pub tls_listen: Vec<(String, crate::protocols::tls::TlsServerSettings)>,
     /// Worker threads (`None`: one per core).
     pub threads: Option<usize>,
     /// Shutdown grace period.
@@ -178,6 +203,20 @@ impl ProxyConfig {
         };
         if let Some(l) = file.listen {
             self.listen = l;
+        }
+        if let Some(t) = file.tls_listen {
+            self.tls_listen = t
+                .into_iter()
+                .map(|t| {
+                    let mut s = crate::protocols::tls::TlsServerSettings::new(t.cert, t.key);
+                    for (c, k) in t.more_certs {
+                        s = s.with_cert(c, k);
+                    }
+                    s.client_ca = t.client_ca;
+                    s.client_auth_required = t.client_auth_required;
+                    (t.addr, s)
+                })
+                .collect();
         }
         if let Some(t) = file.threads {
             if t == 0 {
