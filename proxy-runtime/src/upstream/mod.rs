@@ -9,6 +9,6 @@ pub mod pool;
 
 pub use connector::{Connector, UpstreamConn};
 pub use health::{HealthCheck, HealthProbe};
-pub use lb::{Backend, LoadBalancer};
+pub use lb::{Backend, Ejection, InFlight, LoadBalancer, Pick, Policy};
 pub use peer::{HttpPeer, PeerOptions, ToPeerAddress};
 pub use pool::{ConnectionPool, PoolOptions};
