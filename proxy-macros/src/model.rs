@@ -62,6 +62,35 @@ pub struct Upstream {
     pub sni: Option<String>,
     pub h2: bool,
     pub health: Option<Health>,
+    /// Weights of `addrs`, in order.
+    pub weights: Vec<u32>,
+    pub lb: Lb,
+    pub passive: Option<Passive>,
+}
+
+/// A load-balancing policy.
+pub enum Lb {
+    RoundRobin,
+    WeightedRoundRobin,
+    Random,
+    LeastLoaded,
+    LeastConnections,
+    Consistent { key: HashKeyDecl, points: u32 },
+}
+
+/// What consistent hashing hashes.
+pub enum HashKeyDecl {
+    Header(String),
+    Cookie(String),
+    ClientAddr,
+    Path,
+    Uri,
+}
+
+/// `passive(failures = .., eject = ..)`.
+pub struct Passive {
+    pub failures: u32,
+    pub eject: Duration,
 }
 
 /// `health = tcp(...)` or `health = http(...)` on an upstream.

@@ -50,6 +50,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "sni",
     "health",
     "h2",
+    "passive",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -82,7 +83,14 @@ const CACHE_OPTIONS: &[&str] = &[
     "max_size",
     "lock_timeout",
 ];
-const LB_POLICIES: &[&str] = &["round_robin"];
+const LB_POLICIES: &[&str] = &[
+    "round_robin",
+    "weighted_round_robin",
+    "random",
+    "least_loaded",
+    "least_connections",
+    "consistent",
+];
 
 fn marker_name(attr: &Attribute) -> Option<&'static str> {
     let last = attr.path().segments.last()?.ident.to_string();
@@ -606,7 +614,8 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         );
     }
     let mut addrs = Vec::new();
-    match opts.strings("addrs", cx) {
+    let mut weights = Vec::new();
+    match opts.list("addrs", cx) {
         None if !opts.has("addrs") => {
             cx.error(
                 ident.span(),
@@ -621,29 +630,57 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
                     "`addrs` is empty: give at least one address",
                 );
             }
-            for lit in list {
+            for e in list {
+                // "ip:port", or ("ip:port", weight).
+                let (lit, weight) = match &e {
+                    Expr::Tuple(t) if t.elems.len() == 2 => {
+                        let weight = match &t.elems[1] {
+                            Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Int(i),
+                                ..
+                            }) => match i.base10_parse::<u32>() {
+                                Ok(0) => {
+                                    cx.error(i.span(), "a weight is at least 1");
+                                    1
+                                }
+                                Ok(w) => w,
+                                Err(err) => {
+                                    cx.push(err);
+                                    1
+                                }
+                            },
+                            other => {
+                                cx.error_spanned(
+                                    other,
+                                    "a weight is a number: (\"10.0.0.1:80\", 3)",
+                                );
+                                1
+                            }
+                        };
+                        (expect_str(&t.elems[0], "addrs", cx), weight)
+                    }
+                    other => (expect_str(other, "addrs", cx), 1),
+                };
+                let Some(lit) = lit else { continue };
                 match parse_address(&lit.value()) {
-                    Ok(_) => addrs.push(lit.value()),
-                    Err(e) => error_in_lit(cx, &lit, &e, "invalid upstream address"),
+                    Ok(_) => {
+                        addrs.push(lit.value());
+                        weights.push(weight);
+                    }
+                    Err(err) => error_in_lit(cx, &lit, &err, "invalid upstream address"),
                 }
             }
         }
     }
-    if let Some(lb) = opts.ident("lb", cx) {
-        let name = lb.to_string();
-        if !LB_POLICIES.contains(&name.as_str()) {
-            let hint = proxy_syntax::suggest::closest(&name, LB_POLICIES.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            cx.error(
-                lb.span(),
-                format!(
-                    "unknown load-balancing policy `{name}`{hint}\n  valid policies: {}",
-                    LB_POLICIES.join(", ")
-                ),
-            );
-        }
+    let lb = opts.value("lb", cx).and_then(|e| parse_lb(e, cx));
+    let weighted = weights.iter().any(|&w| w != 1);
+    if weighted && matches!(lb, None | Some(Lb::RoundRobin) | Some(Lb::Random)) {
+        cx.error(
+            opts.key_span("addrs").unwrap_or(ident.span()),
+            "weights are ignored by this policy: use lb = weighted_round_robin, least_loaded, least_connections or consistent(...)",
+        );
     }
+    let passive = opts.value("passive", cx).and_then(|e| parse_passive(e, cx));
     let sni = opts.string("sni", cx).map(|s| s.value());
     let tls = opts.flag("tls", cx);
     let health = opts.value("health", cx).and_then(|e| parse_health(e, cx));
@@ -665,7 +702,156 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         sni,
         h2: opts.flag("h2", cx),
         health,
+        weights,
+        lb: lb.unwrap_or(Lb::RoundRobin),
+        passive,
     })
+}
+
+/// `round_robin`, `weighted_round_robin`, `random`, `least_loaded`, `least_connections`,
+/// `consistent(header("x-user"), points = 160)`.
+fn parse_lb(e: &Expr, cx: &Ctxt) -> Option<Lb> {
+    let (name, span, args) = match e {
+        Expr::Path(p) if p.path.get_ident().is_some() => {
+            let i = p.path.get_ident()?;
+            (i.to_string(), i.span(), None)
+        }
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                let i = p.path.get_ident()?;
+                (i.to_string(), i.span(), Some(&c.args))
+            }
+            other => {
+                cx.error_spanned(other, "expected a load-balancing policy");
+                return None;
+            }
+        },
+        other => {
+            cx.error_spanned(
+                other,
+                "expected a load-balancing policy, e.g. `lb = least_loaded`",
+            );
+            return None;
+        }
+    };
+    let simple = match name.as_str() {
+        "round_robin" => Some(Lb::RoundRobin),
+        "weighted_round_robin" => Some(Lb::WeightedRoundRobin),
+        "random" => Some(Lb::Random),
+        "least_loaded" => Some(Lb::LeastLoaded),
+        "least_connections" => Some(Lb::LeastConnections),
+        "consistent" => None,
+        other => {
+            let hint = proxy_syntax::suggest::closest(other, LB_POLICIES.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            cx.error(
+                span,
+                format!(
+                    "unknown load-balancing policy `{other}`{hint}\n  valid policies: {}",
+                    LB_POLICIES.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    if let Some(simple) = simple {
+        if args.is_some() {
+            cx.error(span, format!("`{name}` takes no arguments"));
+        }
+        return Some(simple);
+    }
+    let usage = "write consistent(header(\"x-user\")), consistent(cookie(\"sid\")), consistent(client_addr), consistent(path) or consistent(uri)";
+    let Some(args) = args else {
+        cx.error(span, format!("consistent hashing needs a key: what part of the request is hashed?\n  help: {usage}"));
+        return None;
+    };
+    let args_tokens = quote::quote!(#args);
+    let (positionals, o) = Options::new(
+        parse_args(args_tokens, cx),
+        &["points"],
+        "consistent hashing",
+        cx,
+    );
+    let points = o.int::<u32>("points", cx).map_or(160, |(p, pspan)| {
+        if p == 0 {
+            cx.error(pspan, "`points` is at least 1 (nginx uses 160)");
+        }
+        p
+    });
+    let Some(key) = positionals.first() else {
+        cx.error(
+            span,
+            format!("consistent hashing needs a key\n  help: {usage}"),
+        );
+        return None;
+    };
+    let key = match key {
+        Expr::Path(p) if p.path.is_ident("client_addr") => HashKeyDecl::ClientAddr,
+        Expr::Path(p) if p.path.is_ident("path") => HashKeyDecl::Path,
+        Expr::Path(p) if p.path.is_ident("uri") => HashKeyDecl::Uri,
+        Expr::Call(c) if c.args.len() == 1 => {
+            let kind = match &*c.func {
+                Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
+                _ => None,
+            };
+            let name = c.args.first().and_then(|a| expect_str(a, "consistent", cx))?;
+            match kind.as_deref() {
+                Some("header") => HashKeyDecl::Header(name.value().to_ascii_lowercase()),
+                Some("cookie") => HashKeyDecl::Cookie(name.value()),
+                _ => {
+                    cx.error_spanned(&c.func, format!("unknown hash key\n  help: {usage}"));
+                    return None;
+                }
+            }
+        }
+        other => {
+            cx.error_spanned(other, format!("unknown hash key\n  help: {usage}"));
+            return None;
+        }
+    };
+    Some(Lb::Consistent { key, points })
+}
+
+/// `passive(failures = 3, eject = "10s")`.
+fn parse_passive(e: &Expr, cx: &Ctxt) -> Option<Passive> {
+    let usage = "write passive(failures = 3, eject = \"10s\")";
+    let Expr::Call(call) = e else {
+        cx.error_spanned(e, usage);
+        return None;
+    };
+    if !matches!(&*call.func, Expr::Path(p) if p.path.is_ident("passive")) {
+        cx.error_spanned(&call.func, usage);
+        return None;
+    }
+    let args = &call.args;
+    let (positionals, o) = Options::new(
+        parse_args(quote::quote!(#args), cx),
+        &["failures", "eject"],
+        "passive health check",
+        cx,
+    );
+    for p in positionals {
+        cx.error_spanned(p, usage);
+    }
+    let failures = match o.int::<u32>("failures", cx) {
+        Some((0, span)) => {
+            cx.error(span, "`failures` is at least 1");
+            1
+        }
+        Some((f, _)) => f,
+        None => 3,
+    };
+    let eject = o
+        .duration("eject", cx)
+        .unwrap_or(std::time::Duration::from_secs(10));
+    if eject.is_zero() {
+        cx.error(
+            o.key_span("eject").unwrap_or(call.func.span()),
+            "`eject` must be longer than 0",
+        );
+    }
+    Some(Passive { failures, eject })
 }
 
 const HEALTH_OPTIONS: &[&str] = &["every", "timeout", "rise", "fall", "path", "host", "expect"];

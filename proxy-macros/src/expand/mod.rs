@@ -270,6 +270,8 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
             pub route: ::core::option::Option<Route>,
             __outcome: #krate::dsl::routing::RouteOutcome,
             __target: ::core::option::Option<::std::string::String>,
+            __pick: ::core::option::Option<#krate::dsl::CurrentPick>,
+            __tried: #krate::dsl::TriedBackends,
         }
 
         /// The proxy: a `ProxyHttp` generated from the declaration.
@@ -306,6 +308,8 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                     route: ::core::option::Option::None,
                     __outcome: #krate::dsl::routing::RouteOutcome::Pending,
                     __target: ::core::option::Option::None,
+                    __pick: ::core::option::Option::None,
+                    __tried: ::core::default::Default::default(),
                 }
             }
 
@@ -426,6 +430,39 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
     let tls = u.tls;
     let sni = opt_tokens(u.sni.as_deref());
     let h2 = u.h2;
+    let weights = if u.weights.iter().all(|&w| w == 1) {
+        Vec::new()
+    } else {
+        u.weights.clone()
+    };
+    let lb = match &u.lb {
+        Lb::RoundRobin => quote!(#krate::dsl::LbPolicy::RoundRobin),
+        Lb::WeightedRoundRobin => quote!(#krate::dsl::LbPolicy::WeightedRoundRobin),
+        Lb::Random => quote!(#krate::dsl::LbPolicy::Random),
+        Lb::LeastLoaded => quote!(#krate::dsl::LbPolicy::LeastLoaded),
+        Lb::LeastConnections => quote!(#krate::dsl::LbPolicy::LeastConnections),
+        Lb::Consistent { key, points } => {
+            let key = match key {
+                HashKeyDecl::Header(h) => quote!(#krate::dsl::HashKey::Header(#h)),
+                HashKeyDecl::Cookie(c) => quote!(#krate::dsl::HashKey::Cookie(#c)),
+                HashKeyDecl::ClientAddr => quote!(#krate::dsl::HashKey::ClientAddr),
+                HashKeyDecl::Path => quote!(#krate::dsl::HashKey::Path),
+                HashKeyDecl::Uri => quote!(#krate::dsl::HashKey::Uri),
+            };
+            quote!(#krate::dsl::LbPolicy::Consistent { key: #key, points: #points })
+        }
+    };
+    let passive = match &u.passive {
+        None => quote!(::core::option::Option::None),
+        Some(p) => {
+            let failures = p.failures;
+            let ms = p.eject.as_millis() as u64;
+            quote!(::core::option::Option::Some(#krate::dsl::PassiveSpec {
+                failures: #failures,
+                eject: ::std::time::Duration::from_millis(#ms),
+            }))
+        }
+    };
     let health = match &u.health {
         None => quote!(::core::option::Option::None),
         Some(h) => {
@@ -451,7 +488,8 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
         #krate::dsl::UpstreamSpec {
             name: #name,
             addrs: &[#(#addrs),*],
-            lb: #krate::dsl::LbPolicy::RoundRobin,
+            weights: &[#(#weights),*],
+            lb: #lb,
             connect_timeout: #ct,
             read_timeout: #rt,
             write_timeout: #wt,
@@ -461,6 +499,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             sni: #sni,
             h2: #h2,
             health: #health,
+            passive: #passive,
         }
     }
 }
@@ -837,6 +876,15 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                 quote!(),
             ))
         }
+        Phase::UpstreamResponseFilter => Some((
+            quote! {
+                // Passive health: a 5xx counts as a failure of the backend.
+                if let ::core::option::Option::Some(__p) = ctx.__pick.as_ref() {
+                    self.__upstreams[__p.group].report(__p.backend, upstream_response.status.as_u16() < 500);
+                }
+            },
+            quote!(),
+        )),
         Phase::ResponseFilter => {
             let arms: Vec<TokenStream> = decl
                 .routes
@@ -901,6 +949,12 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                         && session.upstream_tries() > __limit
                     {
                         e.retry = #krate::RetryType::Decided(false);
+                    }
+                    // Passive health: the chosen backend failed.
+                    if e.source == #krate::ErrorSource::Upstream
+                        && let ::core::option::Option::Some(__p) = ctx.__pick.as_ref()
+                    {
+                        self.__upstreams[__p.group].report(__p.backend, false);
                     }
                 },
                 quote!(),
@@ -1015,7 +1069,14 @@ fn upstream_peer(decl: &ProxyDecl) -> TokenStream {
         );
         quote! {
             ::core::option::Option::Some(#(Route::#variants { .. })|*) => {
-                let mut __peer = self.__upstreams[#idx].select()?;
+                let (mut __peer, __backend, __guard) =
+                    self.__upstreams[#idx].pick(::core::option::Option::Some(&*session), ctx.__tried.as_slice())?;
+                ctx.__tried.push(__backend);
+                ctx.__pick = ::core::option::Option::Some(#krate::dsl::CurrentPick {
+                    group: #idx,
+                    backend: __backend,
+                    guard: __guard,
+                });
                 #read
                 #connect
                 ::core::result::Result::Ok(__peer)

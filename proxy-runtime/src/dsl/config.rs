@@ -357,6 +357,7 @@ mod tests {
     const UPSTREAMS: &[UpstreamSpec] = &[UpstreamSpec {
         name: "Api",
         addrs: &["127.0.0.1:1"],
+        weights: &[],
         lb: LbPolicy::RoundRobin,
         connect_timeout: None,
         read_timeout: None,
@@ -367,6 +368,7 @@ mod tests {
         sni: None,
         h2: false,
         health: None,
+        passive: None,
     }];
 
     #[test]

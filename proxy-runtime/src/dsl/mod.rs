@@ -20,4 +20,7 @@ pub use cache_policy::CachePolicy;
 pub use config::{ProxyConfig, UpstreamOptions};
 pub use response::{Flow, IntoDecision, IntoDelay, IntoFlow, IntoUnitResult, Response, apply_flow};
 pub use routing::{RouteInfo, RouteTable, RouteTarget};
-pub use upstreams::{HealthSpec, LbPolicy, UpstreamGroup, UpstreamSpec};
+pub use upstreams::{
+    CurrentPick, HashKey, HealthSpec, LbPolicy, PassiveSpec, TriedBackends, UpstreamGroup,
+    UpstreamSpec,
+};

@@ -11,13 +11,127 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
 use crate::upstream::health::run_health_checks;
-use crate::upstream::{HealthCheck, HealthProbe, HttpPeer, LoadBalancer, PeerOptions};
+use crate::upstream::{
+    Backend, Ejection, HealthCheck, HealthProbe, HttpPeer, InFlight, LoadBalancer, PeerOptions,
+    Policy,
+};
 
 /// How a group picks a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
     /// Each backend in turn.
     RoundRobin,
+    /// Smooth weighted round robin (nginx's).
+    WeightedRoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// Power of two choices on requests in flight.
+    LeastLoaded,
+    /// The fewest requests in flight per weight.
+    LeastConnections,
+    /// Consistent hashing (Ketama, nginx's layout) of a request part.
+    Consistent {
+        /// What is hashed.
+        key: HashKey,
+        /// Ring points per unit of weight.
+        points: u32,
+    },
+}
+
+/// The part of a request that consistent hashing uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header's value.
+    Header(&'static str),
+    /// A cookie's value.
+    Cookie(&'static str),
+    /// The client's IP address.
+    ClientAddr,
+    /// The path.
+    Path,
+    /// The path and query.
+    Uri,
+}
+
+impl HashKey {
+    /// The key of `session` (empty when the part is missing: all such requests share
+    /// one backend).
+    pub fn of(&self, session: &crate::session::Session) -> Vec<u8> {
+        let req = session.req_header();
+        match self {
+            HashKey::Header(name) => req
+                .header(*name)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default(),
+            HashKey::Cookie(name) => cookie(req, name)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default(),
+            HashKey::ClientAddr => session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string().into_bytes())
+                .unwrap_or_default(),
+            HashKey::Path => req.path().as_bytes().to_vec(),
+            HashKey::Uri => req.path_and_query().as_bytes().to_vec(),
+        }
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(req: &'a crate::http::RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Backends a request already tried (so a retry can go elsewhere), kept inline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TriedBackends {
+    items: [usize; 8],
+    len: usize,
+}
+
+impl TriedBackends {
+    /// Remember `index` (beyond eight tries, the oldest are forgotten).
+    pub fn push(&mut self, index: usize) {
+        if self.len == self.items.len() {
+            self.items.rotate_left(1);
+            self.len -= 1;
+        }
+        self.items[self.len] = index;
+        self.len += 1;
+    }
+
+    /// The indices tried so far.
+    pub fn as_slice(&self) -> &[usize] {
+        &self.items[..self.len]
+    }
+}
+
+/// The backend chosen for the current attempt: its group, its index, and the guard that
+/// counts it as in flight.
+#[derive(Debug)]
+pub struct CurrentPick {
+    /// The group's position in the proxy's list.
+    pub group: usize,
+    /// The backend's index in the group.
+    pub backend: usize,
+    /// Counts the request as in flight until dropped.
+    pub guard: InFlight,
+}
+
+/// Passive health as declared: `passive(failures = 3, eject = "10s")`.
+#[derive(Debug, Clone, Copy)]
+pub struct PassiveSpec {
+    /// Consecutive failures (connect errors, timeouts, 5xx) that eject a backend.
+    pub failures: u32,
+    /// How long it stays out.
+    pub eject: Duration,
 }
 
 /// A health check as declared (compile-time data).
@@ -67,6 +181,8 @@ pub struct UpstreamSpec {
     pub name: &'static str,
     /// Declared addresses (`ip:port`, `host:port`, `unix:/path`).
     pub addrs: &'static [&'static str],
+    /// Their weights (same order; empty: all 1).
+    pub weights: &'static [u32],
     /// Selection policy.
     pub lb: LbPolicy,
     /// Connect timeout, if declared.
@@ -87,6 +203,8 @@ pub struct UpstreamSpec {
     pub h2: bool,
     /// Active health check.
     pub health: Option<HealthSpec>,
+    /// Passive health check.
+    pub passive: Option<PassiveSpec>,
 }
 
 /// A live upstream group: its backends and the options of their peers.
@@ -95,6 +213,7 @@ pub struct UpstreamGroup {
     /// The declared name.
     pub name: &'static str,
     balancer: Arc<LoadBalancer>,
+    lb: LbPolicy,
     health: Option<HealthCheck>,
     checks_started: AtomicBool,
     options: PeerOptions,
@@ -155,15 +274,36 @@ impl UpstreamGroup {
             ));
         }
         let mut backends = Vec::new();
-        for a in list {
-            backends.extend(
-                resolve_address(a)
-                    .map_err(|e| e.more_context(format!("upstream {}", spec.name)))?,
-            );
+        for (i, a) in list.iter().enumerate() {
+            // Declared weights go with declared addresses; overrides weigh 1 each.
+            let weight = if addrs.is_none() {
+                spec.weights.get(i).copied().unwrap_or(1)
+            } else {
+                1
+            };
+            for address in
+                resolve_address(a).map_err(|e| e.more_context(format!("upstream {}", spec.name)))?
+            {
+                backends.push(Backend { address, weight });
+            }
         }
-        let balancer = match spec.lb {
-            LbPolicy::RoundRobin => Arc::new(LoadBalancer::round_robin(backends)?),
+        let policy = match spec.lb {
+            LbPolicy::RoundRobin => Policy::RoundRobin,
+            LbPolicy::WeightedRoundRobin => Policy::WeightedRoundRobin,
+            LbPolicy::Random => Policy::Random,
+            LbPolicy::LeastLoaded => Policy::LeastLoaded,
+            LbPolicy::LeastConnections => Policy::LeastConnections,
+            LbPolicy::Consistent { points, .. } => Policy::Consistent { points },
         };
+        let mut balancer = LoadBalancer::new(backends, policy)
+            .map_err(|e| e.more_context(format!("upstream {}", spec.name)))?;
+        if let Some(p) = spec.passive {
+            balancer = balancer.with_ejection(Ejection {
+                failures: p.failures,
+                duration: p.eject,
+            });
+        }
+        let balancer = Arc::new(balancer);
         let mut options = PeerOptions::default();
         if let Some(d) = spec.connect_timeout {
             options.connect_timeout = d;
@@ -211,6 +351,7 @@ impl UpstreamGroup {
         Ok(UpstreamGroup {
             name: spec.name,
             balancer,
+            lb: spec.lb,
             health: spec.health.map(|h| h.check()),
             checks_started: AtomicBool::new(false),
             options,
@@ -242,24 +383,51 @@ impl UpstreamGroup {
         self.balancer.is_healthy(i)
     }
 
-    /// The peer for the next attempt.
+    /// The peer for the next attempt (no hash key, no exclusions).
     pub fn select(&self) -> Result<HttpPeer> {
+        self.pick(None, &[]).map(|(peer, _, _)| peer)
+    }
+
+    /// The peer for an attempt of `session`'s request, avoiding backends in `tried`:
+    /// the peer, the backend's index (for [`UpstreamGroup::report`]), and the guard
+    /// that counts the request as in flight.
+    pub fn pick(
+        &self,
+        session: Option<&crate::session::Session>,
+        tried: &[usize],
+    ) -> Result<(HttpPeer, usize, InFlight)> {
         if self.health.is_some() && !self.checks_started.load(Ordering::Relaxed) {
             self.start_health_checks();
         }
-        let backend = self.balancer.select().ok_or_else(|| {
+        let key = match (&self.lb, session) {
+            (LbPolicy::Consistent { key, .. }, Some(s)) => Some(key.of(s)),
+            _ => None,
+        };
+        let pick = self.balancer.pick(key.as_deref(), tried).ok_or_else(|| {
             Error::explain(
                 ErrorKind::NoUpstream,
                 ErrorSource::Internal,
                 format!("upstream {} has no backend", self.name),
             )
         })?;
-        Ok(HttpPeer {
-            address: backend.address.clone(),
+        let peer = HttpPeer {
+            address: pick.backend.address.clone(),
             tls: self.tls,
             sni: self.sni.clone(),
             options: self.options.clone(),
-        })
+        };
+        Ok((peer, pick.index, pick.guard))
+    }
+
+    /// Report how an attempt on backend `index` went (passive health).
+    pub fn report(&self, index: usize, success: bool) {
+        if self.balancer.report(index, success) {
+            tracing::warn!(
+                upstream = self.name,
+                backend = %self.balancer.backends()[index].address,
+                "backend ejected after consecutive failures"
+            );
+        }
     }
 
     /// The backends' addresses.
@@ -279,6 +447,7 @@ mod tests {
     const SPEC: UpstreamSpec = UpstreamSpec {
         name: "Api",
         addrs: &["127.0.0.1:8001", "127.0.0.1:8002"],
+        weights: &[],
         lb: LbPolicy::RoundRobin,
         connect_timeout: Some(Duration::from_secs(1)),
         read_timeout: None,
@@ -289,6 +458,7 @@ mod tests {
         sni: None,
         h2: false,
         health: None,
+        passive: None,
     };
 
     #[test]

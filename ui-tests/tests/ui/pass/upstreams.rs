@@ -21,6 +21,31 @@ mod edge {
     #[upstream(addrs = ["secure.internal:443"], tls, sni = "secure.example.com")]
     pub struct Secure;
 
+    #[upstream(
+        addrs = [("10.0.1.1:80", 3), ("10.0.1.2:80", 1)],
+        lb = weighted_round_robin,
+        passive = passive(failures = 5, eject = "30s"),
+    )]
+    pub struct Weighted;
+
+    #[upstream(addrs = ["10.0.2.1:80", "10.0.2.2:80"], lb = consistent(header("X-User"), points = 100))]
+    pub struct Sticky;
+
+    #[upstream(addrs = ["10.0.3.1:80", "10.0.3.2:80"], lb = consistent(cookie("sid")))]
+    pub struct ByCookie;
+
+    #[upstream(addrs = ["10.0.4.1:80", "10.0.4.2:80"], lb = least_loaded)]
+    pub struct P2c;
+
+    #[upstream(addrs = ["10.0.5.1:80", "10.0.5.2:80"], lb = least_connections)]
+    pub struct FewestConns;
+
+    #[upstream(addrs = ["10.0.6.1:80", "10.0.6.2:80"], lb = random)]
+    pub struct Dice;
+
+    #[upstream(addrs = ["10.0.7.1:80"], lb = consistent(client_addr))]
+    pub struct ByClient;
+
     #[upstream(addrs = "127.0.0.1:9000", tls = false, retries = 0, health = tcp(every = "2s"))]
     pub struct Plain;
 
@@ -34,18 +59,42 @@ mod edge {
 
     #[route(ANY, "/plain/{*rest}", to = Plain)]
     fn plain() {}
+
+    #[route(ANY, "/w/{*rest}", to = Weighted)]
+    fn w() {}
+    #[route(ANY, "/s/{*rest}", to = Sticky)]
+    fn s() {}
+    #[route(ANY, "/k/{*rest}", to = ByCookie)]
+    fn k() {}
+    #[route(ANY, "/p/{*rest}", to = P2c)]
+    fn p() {}
+    #[route(ANY, "/f/{*rest}", to = FewestConns)]
+    fn f() {}
+    #[route(ANY, "/r/{*rest}", to = Dice)]
+    fn r() {}
+    #[route(ANY, "/c/{*rest}", to = ByClient)]
+    fn c() {}
 }
 
 fn main() {
     let ups = edge::SPEC.upstreams;
-    assert_eq!(ups.len(), 3);
-    let health = ups[0].health.unwrap();
+    assert_eq!(ups.len(), 10);
+    let by_name = |name: &str| ups.iter().find(|u| u.name == name).unwrap();
+    let weighted = by_name("Weighted");
+    assert_eq!(weighted.weights, &[3, 1]);
+    assert_eq!(weighted.passive.unwrap().failures, 5);
+    assert!(by_name("Sticky").weights.is_empty());
+    assert!(matches!(
+        by_name("ByClient").lb,
+        proxy_runtime::dsl::LbPolicy::Consistent { .. }
+    ));
+    let health = by_name("Mixed").health.unwrap();
     assert_eq!(health.http_path, Some("/healthz"));
     assert_eq!(health.every, Duration::from_secs(5));
     assert_eq!((health.rise, health.fall, health.expect), (Some(2), Some(3), Some(200)));
-    assert!(ups[1].health.is_none());
-    assert_eq!(ups[2].health.unwrap().http_path, None);
-    let mixed = &ups[0];
+    assert!(by_name("Secure").health.is_none());
+    assert_eq!(by_name("Plain").health.unwrap().http_path, None);
+    let mixed = by_name("Mixed");
     assert_eq!(mixed.name, "Mixed");
     assert_eq!(
         mixed.addrs,
@@ -58,10 +107,10 @@ fn main() {
     assert_eq!(mixed.idle_timeout, Some(Duration::from_secs(90)));
     assert_eq!(mixed.retries, Some(3));
     assert!(!mixed.tls);
-    let secure = &ups[1];
+    let secure = by_name("Secure");
     assert!(secure.tls);
     assert_eq!(secure.sni, Some("secure.example.com"));
-    let plain = &ups[2];
+    let plain = by_name("Plain");
     assert!(!plain.tls);
     assert_eq!(plain.retries, Some(0));
     assert_eq!(edge::SPEC.max_retries, 3);
