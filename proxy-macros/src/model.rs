@@ -66,6 +66,8 @@ pub struct Upstream {
     pub weights: Vec<u32>,
     pub lb: Lb,
     pub passive: Option<Passive>,
+    /// How often host names are resolved again.
+    pub resolve_every: Option<Duration>,
 }
 
 /// A load-balancing policy.
@@ -99,6 +101,8 @@ pub struct Health {
     pub http_path: Option<String>,
     pub host: Option<String>,
     pub expect: Option<u16>,
+    /// Text the probe's response body must contain.
+    pub body: Option<String>,
     pub every: Duration,
     pub timeout: Option<Duration>,
     pub rise: Option<u32>,

@@ -51,6 +51,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "health",
     "h2",
     "passive",
+    "resolve_every",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -690,6 +691,13 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
             "`sni` needs `tls`",
         );
     }
+    let resolve_every = opts.duration("resolve_every", cx);
+    if resolve_every.is_some_and(|d| d.is_zero()) {
+        cx.error(
+            opts.key_span("resolve_every").unwrap_or(ident.span()),
+            "`resolve_every` must be longer than 0 (how often host names are resolved again)",
+        );
+    }
     Some(Upstream {
         ident: ident.clone(),
         addrs,
@@ -705,6 +713,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         weights,
         lb: lb.unwrap_or(Lb::RoundRobin),
         passive,
+        resolve_every,
     })
 }
 
@@ -795,7 +804,10 @@ fn parse_lb(e: &Expr, cx: &Ctxt) -> Option<Lb> {
                 Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
                 _ => None,
             };
-            let name = c.args.first().and_then(|a| expect_str(a, "consistent", cx))?;
+            let name = c
+                .args
+                .first()
+                .and_then(|a| expect_str(a, "consistent", cx))?;
             match kind.as_deref() {
                 Some("header") => HashKeyDecl::Header(name.value().to_ascii_lowercase()),
                 Some("cookie") => HashKeyDecl::Cookie(name.value()),
@@ -854,7 +866,9 @@ fn parse_passive(e: &Expr, cx: &Ctxt) -> Option<Passive> {
     Some(Passive { failures, eject })
 }
 
-const HEALTH_OPTIONS: &[&str] = &["every", "timeout", "rise", "fall", "path", "host", "expect"];
+const HEALTH_OPTIONS: &[&str] = &[
+    "every", "timeout", "rise", "fall", "path", "host", "expect", "body",
+];
 
 /// `tcp(every = "5s")` or `http(path = "/healthz", every = "5s", expect = 200)`.
 fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
@@ -946,7 +960,7 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
             }
         }
     } else {
-        for key in ["path", "host", "expect"] {
+        for key in ["path", "host", "expect", "body"] {
             if let Some(span) = opts.key_span(key) {
                 cx.error(
                     span,
@@ -960,6 +974,7 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
         http_path,
         host,
         expect,
+        body: opts.string("body", cx).map(|b| b.value()),
         every,
         timeout: opts.duration("timeout", cx),
         rise,

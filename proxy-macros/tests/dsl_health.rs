@@ -30,7 +30,7 @@ async fn a_dead_backend_is_taken_out_of_rotation() {
     let proxy = service.proxy().clone();
     let addr = serve(proxy.clone()).await;
     let group = proxy.inner.upstream("Pool").unwrap();
-    group.start_health_checks();
+    group.start_background_tasks();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while group.is_healthy(1) {

@@ -463,12 +463,14 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             }))
         }
     };
+    let resolve_every = duration_tokens(u.resolve_every);
     let health = match &u.health {
         None => quote!(::core::option::Option::None),
         Some(h) => {
             let path = opt_tokens(h.http_path.as_deref());
             let host = opt_tokens(h.host.as_deref());
             let expect = opt_tokens(h.expect);
+            let body = opt_tokens(h.body.as_deref());
             let every_ms = h.every.as_millis() as u64;
             let timeout = duration_tokens(h.timeout);
             let rise = opt_tokens(h.rise);
@@ -477,6 +479,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
                 http_path: #path,
                 host: #host,
                 expect: #expect,
+                body: #body,
                 every: ::std::time::Duration::from_millis(#every_ms),
                 timeout: #timeout,
                 rise: #rise,
@@ -500,6 +503,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             h2: #h2,
             health: #health,
             passive: #passive,
+            resolve_every: #resolve_every,
         }
     }
 }
@@ -880,7 +884,7 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             quote! {
                 // Passive health: a 5xx counts as a failure of the backend.
                 if let ::core::option::Option::Some(__p) = ctx.__pick.as_ref() {
-                    self.__upstreams[__p.group].report(__p.backend, upstream_response.status.as_u16() < 500);
+                    self.__upstreams[__p.group].report(__p, upstream_response.status.as_u16() < 500);
                 }
             },
             quote!(),
@@ -954,7 +958,7 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                     if e.source == #krate::ErrorSource::Upstream
                         && let ::core::option::Option::Some(__p) = ctx.__pick.as_ref()
                     {
-                        self.__upstreams[__p.group].report(__p.backend, false);
+                        self.__upstreams[__p.group].report(__p, false);
                     }
                 },
                 quote!(),

@@ -369,6 +369,7 @@ mod tests {
         h2: false,
         health: None,
         passive: None,
+        resolve_every: None,
     }];
 
     #[test]

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
+use crate::protocols::tls::UpstreamTls;
+use crate::upstream::discovery::spawn_discovery;
 use crate::upstream::health::run_health_checks;
 use crate::upstream::{
-    Backend, Ejection, HealthCheck, HealthProbe, HttpPeer, InFlight, LoadBalancer, PeerOptions,
-    Policy,
+    Backend, Discovery, DnsDiscovery, Ejection, HealthCheck, HealthProbe, HttpPeer, InFlight,
+    LoadBalancer, PeerOptions, Policy, TlsProbe,
 };
 
 /// How a group picks a backend.
@@ -114,7 +116,7 @@ impl TriedBackends {
 }
 
 /// The backend chosen for the current attempt: its group, its index, and the guard that
-/// counts it as in flight.
+/// counts it as in flight (and identifies it for passive health reports).
 #[derive(Debug)]
 pub struct CurrentPick {
     /// The group's position in the proxy's list.
@@ -143,6 +145,8 @@ pub struct HealthSpec {
     pub host: Option<&'static str>,
     /// Expected status for HTTP probes (default: any 2xx/3xx).
     pub expect: Option<u16>,
+    /// Text the body of HTTP probes must contain.
+    pub body: Option<&'static str>,
     /// Time between probes.
     pub every: Duration,
     /// Time a probe may take.
@@ -162,6 +166,7 @@ impl HealthSpec {
                 path: path.to_string(),
                 host: self.host.map(str::to_string),
                 expect: self.expect,
+                body: self.body.map(str::to_string),
             },
         };
         let mut check = HealthCheck::new(probe, self.every);
@@ -205,6 +210,22 @@ pub struct UpstreamSpec {
     pub health: Option<HealthSpec>,
     /// Passive health check.
     pub passive: Option<PassiveSpec>,
+    /// How often host names are resolved again (default: every 30 s).
+    pub resolve_every: Option<Duration>,
+}
+
+/// How often an upstream's host names are resolved again when not declared.
+pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
+
+/// Starts a discovery task for a group's balancer.
+struct DiscoveryStarter(Box<StartDiscovery>);
+
+type StartDiscovery = dyn FnOnce(&Arc<LoadBalancer>, &'static str) + Send;
+
+impl std::fmt::Debug for DiscoveryStarter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscoveryStarter")
+    }
 }
 
 /// A live upstream group: its backends and the options of their peers.
@@ -215,7 +236,10 @@ pub struct UpstreamGroup {
     balancer: Arc<LoadBalancer>,
     lb: LbPolicy,
     health: Option<HealthCheck>,
-    checks_started: AtomicBool,
+    /// Starts the discovery task (re-resolving host names, or a user's source), until
+    /// the background tasks start.
+    discovery: std::sync::Mutex<Option<DiscoveryStarter>>,
+    tasks_started: AtomicBool,
     options: PeerOptions,
     tls: bool,
     sni: String,
@@ -274,6 +298,7 @@ impl UpstreamGroup {
             ));
         }
         let mut backends = Vec::new();
+        let mut weighted = Vec::new();
         for (i, a) in list.iter().enumerate() {
             // Declared weights go with declared addresses; overrides weigh 1 each.
             let weight = if addrs.is_none() {
@@ -281,6 +306,7 @@ impl UpstreamGroup {
             } else {
                 1
             };
+            weighted.push((a.as_str(), weight));
             for address in
                 resolve_address(a).map_err(|e| e.more_context(format!("upstream {}", spec.name)))?
             {
@@ -295,6 +321,16 @@ impl UpstreamGroup {
             LbPolicy::LeastConnections => Policy::LeastConnections,
             LbPolicy::Consistent { points, .. } => Policy::Consistent { points },
         };
+        let discovery = DnsDiscovery::new(weighted)
+            .map_err(|e| e.more_context(format!("upstream {}", spec.name)))?;
+        let every = spec.resolve_every.unwrap_or(DEFAULT_RESOLVE_EVERY);
+        let discovery = discovery.has_names().then(|| {
+            DiscoveryStarter(Box::new(
+                move |lb: &Arc<LoadBalancer>, name: &'static str| {
+                    spawn_discovery(lb, discovery, every, name);
+                },
+            ))
+        });
         let mut balancer = LoadBalancer::new(backends, policy)
             .map_err(|e| e.more_context(format!("upstream {}", spec.name)))?;
         if let Some(p) = spec.passive {
@@ -348,12 +384,29 @@ impl UpstreamGroup {
                 };
             }
         }
+        let health = spec.health.map(|h| {
+            let mut check = h.check();
+            if tls {
+                check.tls = Some(TlsProbe {
+                    sni: sni.clone(),
+                    settings: UpstreamTls {
+                        verify_cert: options.verify_cert,
+                        verify_hostname: options.verify_hostname,
+                        ca_file: options.ca_file.clone(),
+                        client_cert: options.client_cert.clone(),
+                        alpn: options.alpn,
+                    },
+                });
+            }
+            check
+        });
         Ok(UpstreamGroup {
             name: spec.name,
             balancer,
             lb: spec.lb,
-            health: spec.health.map(|h| h.check()),
-            checks_started: AtomicBool::new(false),
+            health,
+            discovery: std::sync::Mutex::new(discovery),
+            tasks_started: AtomicBool::new(false),
             options,
             tls,
             sni,
@@ -361,21 +414,50 @@ impl UpstreamGroup {
         })
     }
 
-    /// Start the declared health checks (once; needs a tokio runtime). Selecting a
-    /// peer starts them too, so a group's checks run from its first request at the
-    /// latest.
-    pub fn start_health_checks(&self) {
-        let Some(check) = &self.health else { return };
+    /// Start the declared health checks and the re-resolution of host names (once;
+    /// needs a tokio runtime). Selecting a peer starts them too, so they run from a
+    /// group's first request at the latest.
+    pub fn start_background_tasks(&self) {
         if tokio::runtime::Handle::try_current().is_err()
-            || self.checks_started.swap(true, Ordering::AcqRel)
+            || self.tasks_started.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        tokio::spawn(run_health_checks(
-            self.balancer.clone(),
-            check.clone(),
-            self.name.to_string(),
-        ));
+        if let Some(check) = &self.health {
+            tokio::spawn(run_health_checks(
+                self.balancer.clone(),
+                check.clone(),
+                self.name.to_string(),
+            ));
+        }
+        let discovery = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(start) = discovery {
+            (start.0)(&self.balancer, self.name);
+        }
+    }
+
+    /// Take the group's backends from a user-provided [`Discovery`] source, asked
+    /// every `every`, instead of re-resolving the declared host names. The source is
+    /// first asked after `every`; the declared addresses serve until then. Starts with
+    /// the group's other background tasks (at once if they already run).
+    pub fn discover_with<D: Discovery>(&self, source: D, every: Duration) {
+        let start = DiscoveryStarter(Box::new(move |lb, name| {
+            spawn_discovery(lb, source, every, name);
+        }));
+        if self.tasks_started.load(Ordering::Acquire) {
+            (start.0)(&self.balancer, self.name);
+        } else {
+            *self.discovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(start);
+        }
+    }
+
+    /// The live balancer (for tools and tests).
+    pub fn balancer(&self) -> &Arc<LoadBalancer> {
+        &self.balancer
     }
 
     /// Whether backend `i` is up (always, without health checks).
@@ -396,8 +478,8 @@ impl UpstreamGroup {
         session: Option<&crate::session::Session>,
         tried: &[usize],
     ) -> Result<(HttpPeer, usize, InFlight)> {
-        if self.health.is_some() && !self.checks_started.load(Ordering::Relaxed) {
-            self.start_health_checks();
+        if !self.tasks_started.load(Ordering::Relaxed) {
+            self.start_background_tasks();
         }
         let key = match (&self.lb, session) {
             (LbPolicy::Consistent { key, .. }, Some(s)) => Some(key.of(s)),
@@ -419,12 +501,12 @@ impl UpstreamGroup {
         Ok((peer, pick.index, pick.guard))
     }
 
-    /// Report how an attempt on backend `index` went (passive health).
-    pub fn report(&self, index: usize, success: bool) {
-        if self.balancer.report(index, success) {
+    /// Report how the attempt that made `pick` went (passive health).
+    pub fn report(&self, pick: &CurrentPick, success: bool) {
+        if self.balancer.report_pick(&pick.guard, success) {
             tracing::warn!(
                 upstream = self.name,
-                backend = %self.balancer.backends()[index].address,
+                backend = %pick.guard.address(),
                 "backend ejected after consecutive failures"
             );
         }
@@ -459,6 +541,7 @@ mod tests {
         h2: false,
         health: None,
         passive: None,
+        resolve_every: None,
     };
 
     #[test]

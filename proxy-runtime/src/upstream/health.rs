@@ -3,7 +3,8 @@
 //! consecutive successes. State changes are logged. Selection skips backends that are
 //! down (see [`LoadBalancer::select`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Method;
@@ -12,7 +13,10 @@ use tokio::time::timeout;
 
 use super::LoadBalancer;
 use crate::protocols::h1::HeadLimits;
+use crate::protocols::h1::body::{BodyDecoder, BodyEvent};
+use crate::protocols::h1::head::BodyFraming;
 use crate::protocols::h1::io::ConnIo;
+use crate::protocols::tls::{Alpn, TlsConnector, UpstreamTls};
 use crate::protocols::{SocketAddress, Stream};
 
 /// What a probe does.
@@ -28,7 +32,19 @@ pub enum HealthProbe {
         host: Option<String>,
         /// The status to expect.
         expect: Option<u16>,
+        /// Text the body must contain (the first 64 KiB are read).
+        body: Option<String>,
     },
+}
+
+/// The TLS handshake a probe makes before anything else (groups spoken to over TLS):
+/// a backend whose handshake fails is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsProbe {
+    /// The server name presented (empty: the backend's IP address).
+    pub sni: String,
+    /// Verification settings, as for requests.
+    pub settings: UpstreamTls,
 }
 
 /// How a group is checked.
@@ -44,6 +60,8 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures that take a backend down.
     pub fall: u32,
+    /// Handshake TLS first (`None`: plain TCP or Unix).
+    pub tls: Option<TlsProbe>,
 }
 
 impl HealthCheck {
@@ -56,6 +74,7 @@ impl HealthCheck {
             timeout: Duration::from_secs(1).min(interval),
             rise: 2,
             fall: 3,
+            tls: None,
         }
     }
 }
@@ -75,7 +94,31 @@ pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), Stri
                     .map_err(|e| e.to_string())?,
             ),
         };
-        let HealthProbe::Http { path, host, expect } = &check.probe else {
+        let stream = match &check.tls {
+            None => stream,
+            Some(tls) => {
+                static CONNECTOR: OnceLock<TlsConnector> = OnceLock::new();
+                let connector = CONNECTOR.get_or_init(TlsConnector::default);
+                // HTTP probes speak HTTP/1.1, whatever the group negotiates for traffic.
+                let mut settings = tls.settings.clone();
+                settings.alpn = Alpn::H1;
+                let name = match (tls.sni.is_empty(), addr) {
+                    (true, SocketAddress::Inet(a)) => a.ip().to_string(),
+                    _ => tls.sni.clone(),
+                };
+                connector
+                    .connect(stream, &name, &settings)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let HealthProbe::Http {
+            path,
+            host,
+            expect,
+            body,
+        } = &check.probe
+        else {
             return Ok(());
         };
         let mut io = ConnIo::new(stream);
@@ -99,10 +142,12 @@ pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), Stri
                         Some(e) => status == *e,
                         None => (200..400).contains(&status),
                     };
-                    return if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("status {status}"))
+                    if !ok {
+                        return Err(format!("status {status}"));
+                    }
+                    return match body {
+                        None => Ok(()),
+                        Some(want) => body_contains(&mut io, resp.framing, want).await,
                     };
                 }
                 Ok(None) => {}
@@ -119,45 +164,78 @@ pub async fn probe(addr: &SocketAddress, check: &HealthCheck) -> Result<(), Stri
     }
 }
 
-/// Probe every backend of `lb` forever (until the balancer is dropped elsewhere and
-/// only this task holds it), updating its health. `group` names it in logs.
+/// The most body bytes a probe reads when it looks for a text.
+const PROBE_BODY_LIMIT: usize = 64 * 1024;
+
+/// Read the response body (up to [`PROBE_BODY_LIMIT`]) and look for `want` in it.
+async fn body_contains(io: &mut ConnIo, framing: BodyFraming, want: &str) -> Result<(), String> {
+    let mut decoder = BodyDecoder::new(framing);
+    let mut body = Vec::new();
+    let mut eof = false;
+    loop {
+        match decoder.decode(&mut io.rbuf, eof) {
+            Ok(Some(BodyEvent::Data(d))) => {
+                let room = PROBE_BODY_LIMIT - body.len();
+                body.extend_from_slice(&d[..d.len().min(room)]);
+                if body.len() >= PROBE_BODY_LIMIT {
+                    break;
+                }
+            }
+            Ok(Some(BodyEvent::Trailers(_))) => {}
+            Ok(Some(BodyEvent::End)) => break,
+            Ok(None) => eof = io.fill(None).await.map_err(|e| e.to_string())? == 0,
+            Err(e) => return Err(format!("body: {e:?}")),
+        }
+    }
+    let found = body
+        .windows(want.len().max(1))
+        .any(|w| w == want.as_bytes());
+    if found || want.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("body does not contain {want:?}"))
+    }
+}
+
+/// Probe every backend of `lb` forever (until the balancer is dropped everywhere
+/// else), updating its health. `group` names it in logs.
 pub async fn run_health_checks(lb: Arc<LoadBalancer>, check: HealthCheck, group: String) {
-    let n = lb.backends().len();
-    let mut successes = vec![0u32; n];
-    let mut failures = vec![0u32; n];
+    let group_lb = Arc::downgrade(&lb);
+    drop(lb);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if Arc::strong_count(&lb) == 1 {
+        let Some(lb) = group_lb.upgrade() else {
             return; // nobody selects from this group any more
-        }
-        let probes = lb.backends().iter().map(|b| probe(&b.address, &check));
+        };
+        // The set current now: discovery may change it between rounds; each backend's
+        // rise/fall counters live with its state, so they survive the change.
+        let targets = lb.probe_targets();
+        let probes = targets.iter().map(|(b, _)| probe(&b.address, &check));
         let results = futures_join_all(probes).await;
-        for (i, result) in results.into_iter().enumerate() {
-            let addr = &lb.backends()[i].address;
-            let up = lb.is_healthy(i);
-            match result {
-                Ok(()) => {
-                    failures[i] = 0;
-                    successes[i] = successes[i].saturating_add(1);
-                    if !up && successes[i] >= check.rise {
-                        lb.set_healthy(i, true);
-                        tracing::warn!(upstream = %group, backend = %addr, "backend is healthy again");
-                    }
+        for ((backend, target), result) in targets.iter().zip(results) {
+            let addr = &backend.address;
+            match (
+                target.record(result.is_ok(), check.rise, check.fall),
+                result,
+            ) {
+                (Some(true), _) => {
+                    tracing::warn!(upstream = %group, backend = %addr, "backend is healthy again");
+                    HEALTH_CHANGES.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(why) => {
-                    successes[i] = 0;
-                    failures[i] = failures[i].saturating_add(1);
-                    if up && failures[i] >= check.fall {
-                        lb.set_healthy(i, false);
-                        tracing::warn!(upstream = %group, backend = %addr, "backend marked down: {why}");
-                    }
+                (Some(false), Err(why)) => {
+                    tracing::warn!(upstream = %group, backend = %addr, "backend marked down: {why}");
+                    HEALTH_CHANGES.fetch_add(1, Ordering::Relaxed);
                 }
+                _ => {}
             }
         }
     }
 }
+
+/// Health state changes (up → down and down → up) seen by active checks since start.
+pub static HEALTH_CHANGES: AtomicU64 = AtomicU64::new(0);
 
 /// Run futures concurrently and collect their outputs in order.
 async fn futures_join_all<F: std::future::Future>(
@@ -224,6 +302,7 @@ mod tests {
                     path: path.into(),
                     host: None,
                     expect: None,
+                    body: None,
                 },
                 every,
             )

@@ -18,11 +18,18 @@
 //! anyway: a wrong health verdict must not refuse every request. A pick can exclude
 //! backends already tried, so a retry goes elsewhere when it can. Picks return an
 //! in-flight guard, which the least-loaded policies count.
+//!
+//! The backend set is an immutable snapshot behind an atomic pointer: discovery swaps in
+//! a new one ([`LoadBalancer::update`]) while picks keep reading without a lock, and
+//! per-backend state (health, ejection, in-flight) follows a backend's address from one
+//! snapshot to the next.
 
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
@@ -68,10 +75,15 @@ pub struct Ejection {
     pub duration: Duration,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BackendState {
+    /// Whose state this is.
+    address: SocketAddress,
     /// Set by active health checks.
     up: AtomicBool,
+    /// Consecutive active probe successes and failures (rise/fall counters).
+    probe_successes: AtomicU32,
+    probe_failures: AtomicU32,
     /// Requests in flight.
     in_flight: AtomicUsize,
     /// Consecutive failures reported.
@@ -80,42 +92,72 @@ struct BackendState {
     ejected_until_ms: AtomicU64,
 }
 
-/// Holds a backend's in-flight count up while a request uses it.
+impl BackendState {
+    fn new_up(address: SocketAddress) -> Arc<Self> {
+        Arc::new(BackendState {
+            address,
+            up: AtomicBool::new(true),
+            probe_successes: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Holds a backend's in-flight count up while a request uses it; also identifies the
+/// backend to [`LoadBalancer::report_pick`] even after the backend set changed.
 #[derive(Debug)]
 pub struct InFlight {
-    states: Arc<[BackendState]>,
-    index: usize,
+    state: Arc<BackendState>,
+}
+
+impl InFlight {
+    /// The address of the backend in use.
+    pub fn address(&self) -> &SocketAddress {
+        &self.state.address
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(s) = self.states.get(self.index) {
-            s.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// A chosen backend.
 #[derive(Debug)]
-pub struct Pick<'a> {
-    /// Its position in the group.
+pub struct Pick {
+    /// Its position in the backend set current when it was chosen.
     pub index: usize,
     /// The backend.
-    pub backend: &'a Backend,
+    pub backend: Backend,
     /// Keeps the backend's in-flight count up until dropped.
     pub guard: InFlight,
 }
 
-/// A group of backends, their state, and a selection policy.
+/// One version of a group's backend set, with everything precomputed for selection.
+/// Replaced as a whole when discovery changes the set; readers never lock.
 #[derive(Debug)]
-pub struct LoadBalancer {
+struct BackendSet {
     backends: Vec<Backend>,
-    states: Arc<[BackendState]>,
-    policy: Policy,
+    states: Vec<Arc<BackendState>>,
     /// Weighted round robin: the precomputed order of backend indices.
     wrr_order: Vec<u32>,
     /// Consistent hashing: the ring, sorted by point.
     ring: Vec<(u32, u32)>,
+}
+
+/// A group of backends, their state, and a selection policy.
+///
+/// The backend set can change while requests run ([`LoadBalancer::update`], driven by
+/// [`super::discovery`]): picks read the current set without locking; requests in
+/// flight keep the backend they chose; backends that stay keep their health state.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    set: ArcSwap<BackendSet>,
+    policy: Policy,
     cursor: AtomicUsize,
     ejection: Option<Ejection>,
     epoch: Instant,
@@ -141,49 +183,44 @@ impl LoadBalancer {
 
     /// A balancer over `backends` with `policy`. Weights must be at least 1.
     pub fn new(backends: Vec<Backend>, policy: Policy) -> Result<Self> {
-        if let Some(b) = backends.iter().find(|b| b.weight == 0) {
-            return Err(Error::explain(
-                ErrorKind::Config,
-                ErrorSource::Internal,
-                format!("backend {} has weight 0: weights are at least 1", b.address),
-            ));
-        }
-        let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-        let wrr_order = if policy == Policy::WeightedRoundRobin {
-            if total_weight > MAX_POINTS {
-                return Err(too_many("weights", total_weight));
-            }
-            smooth_weighted_order(&backends)
-        } else {
-            Vec::new()
-        };
-        let ring = match policy {
-            Policy::Consistent { points } => {
-                let n = total_weight * u64::from(points.max(1));
-                if n > MAX_POINTS {
-                    return Err(too_many("ring points", n));
-                }
-                ketama_ring(&backends, points.max(1))
-            }
-            _ => Vec::new(),
-        };
-        let states: Arc<[BackendState]> = backends
-            .iter()
-            .map(|_| BackendState {
-                up: AtomicBool::new(true),
-                ..BackendState::default()
-            })
-            .collect();
+        let set = build_set(backends, policy, &[])?;
         Ok(LoadBalancer {
-            backends,
-            states,
+            set: ArcSwap::from_pointee(set),
             policy,
-            wrr_order,
-            ring,
             cursor: AtomicUsize::new(0),
             ejection: None,
             epoch: Instant::now(),
         })
+    }
+
+    /// Replace the backend set. Backends present before and after (same address) keep
+    /// their health, ejection and in-flight state; requests in flight are not
+    /// disturbed. Returns the addresses added and removed.
+    pub fn update(&self, backends: Vec<Backend>) -> Result<SetChange> {
+        let old = self.set.load_full();
+        let mut change = SetChange::default();
+        for b in &backends {
+            if !old.backends.iter().any(|o| o.address == b.address) {
+                change.added.push(b.address.clone());
+            }
+        }
+        for o in &old.backends {
+            if !backends.iter().any(|b| b.address == o.address) {
+                change.removed.push(o.address.clone());
+            }
+        }
+        let unchanged = change.added.is_empty()
+            && change.removed.is_empty()
+            && old.backends.len() == backends.len()
+            && old.backends.iter().zip(&backends).all(|(a, b)| a == b);
+        if unchanged {
+            return Ok(change);
+        }
+        let carried: Vec<(&Backend, &Arc<BackendState>)> =
+            old.backends.iter().zip(&old.states).collect();
+        let set = build_set(backends, self.policy, &carried)?;
+        self.set.store(Arc::new(set));
+        Ok(change)
     }
 
     /// Eject backends after consecutive failures (passive health checks).
@@ -197,16 +234,28 @@ impl LoadBalancer {
         self.policy
     }
 
-    /// The backends.
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
+    /// The current backends.
+    pub fn backends(&self) -> Vec<Backend> {
+        self.set.load().backends.clone()
     }
 
-    /// Whether backend `i` may be chosen now: up and not ejected.
+    /// How many backends the current set holds.
+    pub fn len(&self) -> usize {
+        self.set.load().backends.len()
+    }
+
+    /// Whether the group has no backend.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether backend `i` of the current set may be chosen now: up and not ejected.
     pub fn is_healthy(&self, i: usize) -> bool {
-        let Some(s) = self.states.get(i) else {
-            return false;
-        };
+        let set = self.set.load();
+        set.states.get(i).is_some_and(|s| self.usable_state(s))
+    }
+
+    fn usable_state(&self, s: &BackendState) -> bool {
         if !s.up.load(Ordering::Relaxed) {
             return false;
         }
@@ -214,16 +263,18 @@ impl LoadBalancer {
         until == 0 || self.now_ms() >= until
     }
 
-    /// Mark backend `i` up or down (active health checks do this).
+    /// Mark backend `i` of the current set up or down (active health checks do this).
     pub fn set_healthy(&self, i: usize, healthy: bool) {
-        if let Some(s) = self.states.get(i) {
+        if let Some(s) = self.set.load().states.get(i) {
             s.up.store(healthy, Ordering::Relaxed);
         }
     }
 
-    /// Requests in flight to backend `i`.
+    /// Requests in flight to backend `i` of the current set.
     pub fn in_flight(&self, i: usize) -> usize {
-        self.states
+        self.set
+            .load()
+            .states
             .get(i)
             .map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
     }
@@ -233,10 +284,23 @@ impl LoadBalancer {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// Report how a request to backend `i` went (passive health checks). Returns whether
-    /// this report ejected the backend.
+    /// Report how a request to backend `i` of the current set went (passive health
+    /// checks). Returns whether this report ejected the backend.
     pub fn report(&self, i: usize, success: bool) -> bool {
-        let (Some(s), Some(ej)) = (self.states.get(i), self.ejection) else {
+        let set = self.set.load();
+        set.states
+            .get(i)
+            .is_some_and(|s| self.report_state(s, success))
+    }
+
+    /// Report how the request that made `pick` went: exact even if the backend set
+    /// changed since. Returns whether this report ejected the backend.
+    pub fn report_pick(&self, pick: &InFlight, success: bool) -> bool {
+        self.report_state(&pick.state, success)
+    }
+
+    fn report_state(&self, s: &BackendState, success: bool) -> bool {
+        let Some(ej) = self.ejection else {
             return false;
         };
         if success {
@@ -257,48 +321,48 @@ impl LoadBalancer {
     }
 
     /// The next backend (no key, no exclusions); `None` when the group is empty.
-    pub fn select(&self) -> Option<&Backend> {
+    pub fn select(&self) -> Option<Backend> {
         self.pick(None, &[]).map(|p| p.backend)
     }
 
     /// Choose a backend: `key` feeds consistent hashing (ignored by other policies);
-    /// backends in `tried` are avoided while any other is healthy.
-    pub fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<Pick<'_>> {
-        let n = self.backends.len();
+    /// backends in `tried` (indices in the current set) are avoided while any other is
+    /// healthy.
+    pub fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<Pick> {
+        let set = self.set.load();
+        let n = set.backends.len();
         if n == 0 {
             return None;
         }
-        let usable = |i: usize| self.is_healthy(i) && !tried.contains(&i);
+        let usable = |i: usize| self.usable_state(&set.states[i]) && !tried.contains(&i);
         let index = match self.policy {
             Policy::RoundRobin => self.rotate(n, usable),
             Policy::WeightedRoundRobin => {
-                let len = self.wrr_order.len();
+                let len = set.wrr_order.len();
                 let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 (0..len)
-                    .map(|k| self.wrr_order[(start + k) % len] as usize)
+                    .map(|k| set.wrr_order[(start + k) % len] as usize)
                     .find(|&i| usable(i))
             }
             Policy::Random => {
                 let start = (random_u64() % n as u64) as usize;
                 (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
-            Policy::LeastLoaded => self.power_of_two(n, usable),
-            Policy::LeastConnections => self.least_connections(n, usable),
+            Policy::LeastLoaded => self.power_of_two(&set, usable),
+            Policy::LeastConnections => self.least_connections(&set, usable),
             Policy::Consistent { .. } => {
                 let hash = crc32(key.unwrap_or_default());
-                self.ring_walk(hash, usable)
+                ring_walk(&set, hash, usable)
             }
         };
         // Nothing usable: every backend is down or tried. Use one anyway (in turn).
         let index = index.unwrap_or_else(|| self.cursor.fetch_add(1, Ordering::Relaxed) % n);
-        self.states[index].in_flight.fetch_add(1, Ordering::Relaxed);
+        let state = set.states[index].clone();
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Pick {
             index,
-            backend: &self.backends[index],
-            guard: InFlight {
-                states: self.states.clone(),
-                index,
-            },
+            backend: set.backends[index].clone(),
+            guard: InFlight { state },
         })
     }
 
@@ -313,14 +377,18 @@ impl LoadBalancer {
         Some(found)
     }
 
-    fn power_of_two(&self, n: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    fn power_of_two(&self, set: &BackendSet, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = set.backends.len();
         let candidates: [usize; 2] = [
             (random_u64() % n as u64) as usize,
             (random_u64() % n as u64) as usize,
         ];
         let load = |i: usize| {
             // Compare in-flight per unit of weight without division.
-            (self.in_flight(i) as u64, u64::from(self.backends[i].weight))
+            (
+                set.states[i].in_flight.load(Ordering::Relaxed) as u64,
+                u64::from(set.backends[i].weight),
+            )
         };
         let better = |a: usize, b: usize| {
             let ((la, wa), (lb, wb)) = (load(a), load(b));
@@ -331,11 +399,12 @@ impl LoadBalancer {
             (true, false) => Some(candidates[0]),
             (false, true) => Some(candidates[1]),
             // Both unusable: fall back to the best usable one.
-            (false, false) => self.least_connections(n, usable),
+            (false, false) => self.least_connections(set, usable),
         }
     }
 
-    fn least_connections(&self, n: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    fn least_connections(&self, set: &BackendSet, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = set.backends.len();
         // Start at a rotating offset so ties spread over the backends.
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<(usize, u64, u64)> = None;
@@ -344,7 +413,8 @@ impl LoadBalancer {
             if !usable(i) {
                 continue;
             }
-            let (load, weight) = (self.in_flight(i) as u64, u64::from(self.backends[i].weight));
+            let load = set.states[i].in_flight.load(Ordering::Relaxed) as u64;
+            let weight = u64::from(set.backends[i].weight);
             match best {
                 Some((_, bl, bw)) if load * bw >= bl * weight => {}
                 _ => best = Some((i, load, weight)),
@@ -353,23 +423,132 @@ impl LoadBalancer {
         best.map(|(i, _, _)| i)
     }
 
-    /// The first usable backend on the ring at or after `hash` (wrapping).
-    fn ring_walk(&self, hash: u32, usable: impl Fn(usize) -> bool) -> Option<usize> {
-        let len = self.ring.len();
-        if len == 0 {
-            return None;
-        }
-        let start = self.ring.partition_point(|&(point, _)| point < hash);
-        (0..len)
-            .map(|k| self.ring[(start + k) % len].1 as usize)
-            .find(|&i| usable(i))
+    /// The backend a key maps to on the ring, ignoring health (for tests and tools).
+    pub fn ring_owner(&self, key: &[u8]) -> Option<Backend> {
+        let set = self.set.load();
+        let i = ring_walk(&set, crc32(key), |_| true)?;
+        set.backends.get(i).cloned()
     }
 
-    /// The backend a key maps to on the ring, ignoring health (for tests and tools).
-    pub fn ring_owner(&self, key: &[u8]) -> Option<&Backend> {
-        let i = self.ring_walk(crc32(key), |_| true)?;
-        self.backends.get(i)
+    /// Each current backend with a handle on its health state (for active checks,
+    /// which must keep probing the right backend while the set changes).
+    pub(crate) fn probe_targets(&self) -> Vec<(Backend, ProbeTarget)> {
+        let set = self.set.load();
+        set.backends
+            .iter()
+            .cloned()
+            .zip(set.states.iter().map(|s| ProbeTarget(s.clone())))
+            .collect()
     }
+}
+
+/// A backend's health state as seen by active health checks.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeTarget(Arc<BackendState>);
+
+impl ProbeTarget {
+    /// Record a probe result with `rise`/`fall` thresholds; returns the new up/down
+    /// state when this result changed it.
+    pub(crate) fn record(&self, success: bool, rise: u32, fall: u32) -> Option<bool> {
+        let s = &self.0;
+        let up = s.up.load(Ordering::Relaxed);
+        if success {
+            s.probe_failures.store(0, Ordering::Relaxed);
+            let n = s
+                .probe_successes
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if !up && n >= rise {
+                s.up.store(true, Ordering::Relaxed);
+                return Some(true);
+            }
+        } else {
+            s.probe_successes.store(0, Ordering::Relaxed);
+            let n = s
+                .probe_failures
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if up && n >= fall {
+                s.up.store(false, Ordering::Relaxed);
+                return Some(false);
+            }
+        }
+        None
+    }
+}
+
+/// What [`LoadBalancer::update`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetChange {
+    /// Addresses that joined.
+    pub added: Vec<SocketAddress>,
+    /// Addresses that left.
+    pub removed: Vec<SocketAddress>,
+}
+
+/// Build a backend set; a backend whose address appears in `carried` takes over that
+/// state.
+fn build_set(
+    backends: Vec<Backend>,
+    policy: Policy,
+    carried: &[(&Backend, &Arc<BackendState>)],
+) -> Result<BackendSet> {
+    if let Some(b) = backends.iter().find(|b| b.weight == 0) {
+        return Err(Error::explain(
+            ErrorKind::Config,
+            ErrorSource::Internal,
+            format!("backend {} has weight 0: weights are at least 1", b.address),
+        ));
+    }
+    let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let wrr_order = if policy == Policy::WeightedRoundRobin {
+        if total_weight > MAX_POINTS {
+            return Err(too_many("weights", total_weight));
+        }
+        smooth_weighted_order(&backends)
+    } else {
+        Vec::new()
+    };
+    let ring = match policy {
+        Policy::Consistent { points } => {
+            let n = total_weight * u64::from(points.max(1));
+            if n > MAX_POINTS {
+                return Err(too_many("ring points", n));
+            }
+            ketama_ring(&backends, points.max(1))
+        }
+        _ => Vec::new(),
+    };
+    let states = backends
+        .iter()
+        .map(|b| {
+            carried
+                .iter()
+                .find(|(old, _)| old.address == b.address)
+                .map_or_else(
+                    || BackendState::new_up(b.address.clone()),
+                    |(_, s)| Arc::clone(s),
+                )
+        })
+        .collect();
+    Ok(BackendSet {
+        backends,
+        states,
+        wrr_order,
+        ring,
+    })
+}
+
+/// The first usable backend on the ring at or after `hash` (wrapping).
+fn ring_walk(set: &BackendSet, hash: u32, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    let len = set.ring.len();
+    if len == 0 {
+        return None;
+    }
+    let start = set.ring.partition_point(|&(point, _)| point < hash);
+    (0..len)
+        .map(|k| set.ring[(start + k) % len].1 as usize)
+        .find(|&i| usable(i))
 }
 
 fn too_many(what: &str, n: u64) -> Box<Error> {
@@ -617,7 +796,7 @@ mod tests {
         // And every key that moved belonged to the removed backend.
         for k in &keys {
             let before = lb.ring_owner(k.as_bytes()).unwrap();
-            if before != &all[9] {
+            if before != all[9] {
                 assert_eq!(Some(before), fewer.ring_owner(k.as_bytes()));
             }
         }

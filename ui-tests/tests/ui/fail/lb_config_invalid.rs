@@ -1,5 +1,6 @@
 // Load-balancing mistakes: a hash without a key, a zero weight, weights on a policy
-// that ignores them, a passive check with a zero threshold, zero ring points.
+// that ignores them, a passive check with a zero threshold, zero ring points, a zero
+// re-resolution interval.
 use proxy_runtime::prelude::*;
 
 #[proxy]
@@ -19,6 +20,9 @@ mod edge {
     #[upstream(addrs = ["10.0.0.6:80"], lb = consistent(header("x-user"), points = 0))]
     pub struct E;
 
+    #[upstream(addrs = ["backend.internal:80"], resolve_every = "0s")]
+    pub struct F;
+
     #[route(GET, "/a", to = A)]
     fn a() {}
     #[route(GET, "/b", to = B)]
@@ -29,6 +33,8 @@ mod edge {
     fn d() {}
     #[route(GET, "/e", to = E)]
     fn e() {}
+    #[route(GET, "/f", to = F)]
+    fn f() {}
 }
 
 fn main() {}

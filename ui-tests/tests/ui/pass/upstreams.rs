@@ -43,7 +43,12 @@ mod edge {
     #[upstream(addrs = ["10.0.6.1:80", "10.0.6.2:80"], lb = random)]
     pub struct Dice;
 
-    #[upstream(addrs = ["10.0.7.1:80"], lb = consistent(client_addr))]
+    #[upstream(
+        addrs = ["10.0.7.1:80"],
+        lb = consistent(client_addr),
+        resolve_every = "10s",
+        health = http(path = "/", every = "1s", body = "ok"),
+    )]
     pub struct ByClient;
 
     #[upstream(addrs = "127.0.0.1:9000", tls = false, retries = 0, health = tcp(every = "2s"))]
@@ -84,6 +89,9 @@ fn main() {
     assert_eq!(weighted.weights, &[3, 1]);
     assert_eq!(weighted.passive.unwrap().failures, 5);
     assert!(by_name("Sticky").weights.is_empty());
+    let by_client = by_name("ByClient");
+    assert_eq!(by_client.resolve_every, Some(Duration::from_secs(10)));
+    assert_eq!(by_client.health.unwrap().body, Some("ok"));
     assert!(matches!(
         by_name("ByClient").lb,
         proxy_runtime::dsl::LbPolicy::Consistent { .. }
