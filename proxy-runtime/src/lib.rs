@@ -37,6 +37,7 @@ pub mod modules;
 pub mod protocols;
 pub mod proxy;
 pub mod proxy_trait;
+pub mod ratelimit;
 pub mod server;
 pub mod session;
 pub mod upstream;

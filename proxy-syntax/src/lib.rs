@@ -13,6 +13,7 @@
 pub mod address;
 pub mod duration;
 pub mod pattern;
+pub mod rate;
 pub mod size;
 pub mod suggest;
 
