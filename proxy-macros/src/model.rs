@@ -259,6 +259,24 @@ pub struct Route {
     pub response_headers: HeaderOps,
     pub on_param_error: u16,
     pub cache: Option<CachePolicy>,
+    pub rate_limit: Option<RateLimitDecl>,
+}
+
+/// What a route's rate limit counts requests by.
+pub enum LimitByDecl {
+    ClientAddr,
+    /// A header name (lower case).
+    Header(String),
+    Route,
+}
+
+/// `rate_limit = "100/s", burst = 20, concurrency = 10, by = header("x-api-key")`.
+pub struct RateLimitDecl {
+    pub count: u32,
+    pub per: Duration,
+    pub burst: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub by: LimitByDecl,
 }
 
 /// A request part named in a cache policy.

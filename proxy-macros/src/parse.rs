@@ -73,6 +73,10 @@ const ROUTE_OPTIONS: &[&str] = &[
     "add_response_headers",
     "remove_response_headers",
     "on_param_error",
+    "rate_limit",
+    "burst",
+    "concurrency",
+    "by",
 ];
 const CACHE_OPTIONS: &[&str] = &[
     "ttl",
@@ -1127,12 +1131,7 @@ fn header_pairs(opts: &Options, key: &str, cx: &Ctxt) -> Vec<(String, String)> {
                 let name = expect_str(&t.elems[0], key, cx);
                 let value = expect_str(&t.elems[1], key, cx);
                 if let (Some(n), Some(v)) = (name, value) {
-                    if !n
-                        .value()
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                        || n.value().is_empty()
-                    {
+                    if !n.value().bytes().all(is_token_byte) || n.value().is_empty() {
                         cx.error(n.span(), format!("invalid header name {:?}", n.value()));
                     } else if v
                         .value()
@@ -1370,9 +1369,84 @@ fn parse_route(
         },
         on_param_error,
         cache,
+        rate_limit: parse_rate_limit(&opts, cx),
     };
     route.complete = cx.error_count() == errors_before;
     Some(route)
+}
+
+/// A byte allowed in an HTTP token (a header name): RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `rate_limit = "100/s"` with its companions `burst`, `concurrency` and `by`.
+fn parse_rate_limit(opts: &Options, cx: &Ctxt) -> Option<RateLimitDecl> {
+    let positive = |key: &str| {
+        opts.int::<u32>(key, cx).map(|(v, span)| {
+            if v == 0 {
+                cx.error(span, format!("`{key}` is at least 1"));
+            }
+            v
+        })
+    };
+    let burst = positive("burst");
+    let concurrency = positive("concurrency");
+    let by = opts.value("by", cx).and_then(|e| parse_limit_by(e, cx));
+    let Some(lit) = opts.string("rate_limit", cx) else {
+        if !opts.has("rate_limit") {
+            for key in ["burst", "concurrency", "by"] {
+                if let Some(span) = opts.key_span(key) {
+                    cx.error(
+                        span,
+                        format!(
+                            "`{key}` goes with `rate_limit`\n  help: add `rate_limit = \"100/s\"` (requests per period)"
+                        ),
+                    );
+                }
+            }
+        }
+        return None;
+    };
+    let rate = match proxy_syntax::rate::parse_rate(&lit.value()) {
+        Ok(r) => r,
+        Err(e) => {
+            error_in_lit(cx, &lit, &e, "invalid rate for `rate_limit`");
+            return None;
+        }
+    };
+    Some(RateLimitDecl {
+        count: rate.count,
+        per: rate.per,
+        burst,
+        concurrency,
+        by: by.unwrap_or(LimitByDecl::ClientAddr),
+    })
+}
+
+/// `client_addr`, `header("x-api-key")` or `route`.
+fn parse_limit_by(e: &Expr, cx: &Ctxt) -> Option<LimitByDecl> {
+    let usage = "`by` is `client_addr`, `header(\"x-api-key\")` or `route` (one budget for the whole route)";
+    match e {
+        Expr::Path(p) if p.path.is_ident("client_addr") => Some(LimitByDecl::ClientAddr),
+        Expr::Path(p) if p.path.is_ident("route") => Some(LimitByDecl::Route),
+        Expr::Call(c)
+            if c.args.len() == 1
+                && matches!(&*c.func, Expr::Path(p) if p.path.is_ident("header")) =>
+        {
+            let name = expect_str(&c.args[0], "header", cx)?;
+            let value = name.value();
+            if value.is_empty() || !value.bytes().all(is_token_byte) {
+                cx.error(name.span(), "not a valid header name");
+                return None;
+            }
+            Some(LimitByDecl::Header(value.to_ascii_lowercase()))
+        }
+        other => {
+            cx.error_spanned(other, usage);
+            None
+        }
+    }
 }
 
 /// `{name}` references in a redirect/rewrite template must be parameters of the pattern.

@@ -222,6 +222,11 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         }
     };
 
+    let limit_specs = decl
+        .routes
+        .iter()
+        .filter_map(|r| Some((r, r.rate_limit.as_ref()?)))
+        .map(|(r, l)| limit_spec_tokens(krate, &r.func.ident.to_string(), l));
     let matcher = matcher::matcher(decl);
     let (phase_methods, phase_asserts) = phase_methods(decl);
     assertions.extend(phase_asserts);
@@ -272,13 +277,18 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
             __target: ::core::option::Option<::std::string::String>,
             __pick: ::core::option::Option<#krate::dsl::CurrentPick>,
             __tried: #krate::dsl::TriedBackends,
+            __permit: ::core::option::Option<#krate::ratelimit::Permit>,
         }
 
         /// The proxy: a `ProxyHttp` generated from the declaration.
         #[derive(Debug)]
         pub struct Proxy {
             __upstreams: ::std::vec::Vec<#krate::dsl::UpstreamGroup>,
+            __limiters: ::std::vec::Vec<#krate::ratelimit::RateLimiter>,
         }
+
+        /// The routes' rate limits, in the order of `Proxy::__limiters`.
+        const __LIMITS: &[#krate::dsl::RouteLimitSpec] = &[#(#limit_specs),*];
 
         impl Proxy {
             /// Build the proxy: upstream groups from the declaration, with addresses
@@ -290,7 +300,8 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                     let __timeouts = conf.upstream_options.get(__spec.name);
                     __upstreams.push(#krate::dsl::UpstreamGroup::build_with(__spec, __addrs, __timeouts)?);
                 }
-                ::core::result::Result::Ok(Proxy { __upstreams })
+                let __limiters = __LIMITS.iter().map(|l| l.limiter()).collect();
+                ::core::result::Result::Ok(Proxy { __upstreams, __limiters })
             }
 
             /// The live upstream group called `name`.
@@ -310,6 +321,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                     __target: ::core::option::Option::None,
                     __pick: ::core::option::Option::None,
                     __tried: ::core::default::Default::default(),
+                    __permit: ::core::option::Option::None,
                 }
             }
 
@@ -415,6 +427,32 @@ fn cache_policy_tokens(krate: &syn::Path, c: Option<&CachePolicy>) -> TokenStrea
             bypass: &[#(#bypass),*],
             max_size: #max_size,
             lock_timeout: #lock,
+        }
+    }
+}
+
+/// The `RouteLimitSpec` of a route's `rate_limit`.
+fn limit_spec_tokens(krate: &syn::Path, route: &str, l: &RateLimitDecl) -> TokenStream {
+    let count = l.count;
+    let per_ns = l.per.as_nanos() as u64;
+    let burst = opt_tokens(l.burst);
+    let concurrency = opt_tokens(l.concurrency);
+    let by = match &l.by {
+        LimitByDecl::ClientAddr => quote!(#krate::dsl::LimitBy::ClientAddr),
+        LimitByDecl::Header(h) => quote!(#krate::dsl::LimitBy::Header(#h)),
+        LimitByDecl::Route => quote!(#krate::dsl::LimitBy::Route),
+    };
+    quote! {
+        #krate::dsl::RouteLimitSpec {
+            route: #route,
+            rate: #krate::ratelimit::Rate {
+                count: #count,
+                per: ::std::time::Duration::from_nanos(#per_ns),
+            },
+            burst: #burst,
+            concurrency: #concurrency,
+            by: #by,
+            max_keys: #krate::ratelimit::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -826,6 +864,33 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             quote!(),
         )),
         Phase::RequestFilter => {
+            // Rate limits first: a request over its route's limit costs nothing more.
+            let limit_arms = decl
+                .routes
+                .iter()
+                .filter(|r| r.rate_limit.is_some())
+                .enumerate()
+                .map(|(k, r)| {
+                    let v = variant_name(&r.func.ident);
+                    quote!(::core::option::Option::Some(Route::#v { .. }) => ::core::option::Option::Some(#k),)
+                })
+                .collect::<Vec<_>>();
+            let limits = if limit_arms.is_empty() {
+                quote!()
+            } else {
+                quote! {
+                    let __limit: ::core::option::Option<usize> = match ctx.route.as_ref() {
+                        #(#limit_arms)*
+                        _ => ::core::option::Option::None,
+                    };
+                    if let ::core::option::Option::Some(__k) = __limit {
+                        match #krate::dsl::limits::enforce(&self.__limiters[__k], &__LIMITS[__k], session).await? {
+                            ::core::option::Option::Some(__permit) => ctx.__permit = ::core::option::Option::Some(__permit),
+                            ::core::option::Option::None => return ::core::result::Result::Ok(true),
+                        }
+                    }
+                }
+            };
             // Routes whose function is empty and which forward need no arm at all:
             // fewer arms in this async fn keep compile times low for large tables.
             let actions = decl
@@ -835,7 +900,7 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                 .filter(|(_, r)| !(r.func.trivial && matches!(r.action, Action::Forward(_))))
                 .map(|(i, r)| route_action(decl, i, r));
             Some((
-                quote!(),
+                limits,
                 quote! {
                     match ctx.__outcome {
                         #krate::dsl::routing::RouteOutcome::Matched => {}

@@ -2,7 +2,7 @@
 //!
 //! The compiler (`proxy-macros`) turns a declaration into a [`ProxyHttp`](crate::ProxyHttp)
 //! implementation that calls into this module: [`routing`] for the compiled route
-//! matcher, [`upstreams`] for the declared upstream groups, [`response`] for local
+//! matcher, [`upstreams`] for the declared upstream groups, [`limits`] for rate limits, [`response`] for local
 //! responses and phase outcomes, [`config`] and [`app`] for the binary around it, and
 //! [`args`] for the compile-time argument checks. Everything here is also usable by
 //! hand.
@@ -11,6 +11,7 @@ pub mod app;
 pub mod args;
 pub mod cache_policy;
 pub mod config;
+pub mod limits;
 pub mod response;
 pub mod routing;
 pub mod upstreams;
@@ -18,6 +19,7 @@ pub mod upstreams;
 pub use app::AppSpec;
 pub use cache_policy::CachePolicy;
 pub use config::{ProxyConfig, UpstreamOptions};
+pub use limits::{LimitBy, RouteLimitSpec};
 pub use response::{Flow, IntoDecision, IntoDelay, IntoFlow, IntoUnitResult, Response, apply_flow};
 pub use routing::{RouteInfo, RouteTable, RouteTarget};
 pub use upstreams::{

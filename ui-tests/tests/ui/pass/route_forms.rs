@@ -32,7 +32,7 @@ mod edge {
     #[route(GET, "/", respond = 200, body = "home\n")]
     fn home() {}
 
-    #[route(GET | HEAD, "/healthz", respond = 204)]
+    #[route(GET | HEAD, "/healthz", respond = 204, rate_limit = "10/100ms", by = route)]
     fn health() {}
 
     #[route(GET, "/version", respond = 200, body = "{\"v\":1}", content_type = "application/json")]
@@ -47,6 +47,10 @@ mod edge {
         timeout = "2s",
         connect_timeout = "500ms",
         on_param_error = 400,
+        rate_limit = "100/s",
+        burst = 20,
+        concurrency = 10,
+        by = header("X-Api-Key"),
     )]
     fn user(id: u64, req: &mut RequestHeader) -> Result<()> {
         req.insert_header("x-user-id", id.to_string())
