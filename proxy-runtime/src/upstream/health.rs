@@ -322,6 +322,89 @@ mod tests {
         );
     }
 
+    /// A TLS origin (certificate for `localhost`) answering `GET /` with `body`.
+    async fn tls_origin(body: &'static str) -> (SocketAddress, std::path::PathBuf) {
+        use crate::protocols::tls::{TlsAcceptor, TlsServerSettings};
+        let dir =
+            std::env::temp_dir().join(format!("health-tls-{}-{}", std::process::id(), body.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        let acceptor =
+            Arc::new(TlsAcceptor::new(TlsServerSettings::new(&cert_path, &key_path)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = SocketAddress::Inet(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(Stream::Tcp(s)).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        (addr, cert_path)
+    }
+
+    #[tokio::test]
+    async fn tls_probes_handshake_and_match_the_body() {
+        let (addr, ca) = tls_origin("status: ok").await;
+        let tls = |sni: &str| TlsProbe {
+            sni: sni.into(),
+            settings: UpstreamTls {
+                verify_cert: true,
+                verify_hostname: true,
+                ca_file: Some(ca.clone()),
+                client_cert: None,
+                alpn: Alpn::H1,
+            },
+        };
+        let check = |body: Option<&str>, sni: &str| {
+            let mut c = HealthCheck::new(
+                HealthProbe::Http {
+                    path: "/".into(),
+                    host: None,
+                    expect: Some(200),
+                    body: body.map(str::to_string),
+                },
+                Duration::from_secs(1),
+            );
+            c.tls = Some(tls(sni));
+            c
+        };
+        assert_eq!(probe(&addr, &check(None, "localhost")).await, Ok(()));
+        assert_eq!(probe(&addr, &check(Some("ok"), "localhost")).await, Ok(()));
+        let missing = probe(&addr, &check(Some("ready"), "localhost")).await;
+        assert_eq!(missing, Err("body does not contain \"ready\"".to_string()));
+        // A certificate that does not match the name: the handshake fails, so down.
+        assert!(probe(&addr, &check(None, "other.example")).await.is_err());
+        // A TCP probe of a TLS group is a handshake: fine here, failed on a plain server.
+        let mut tcp = HealthCheck::new(HealthProbe::Tcp, Duration::from_secs(1));
+        tcp.tls = Some(tls("localhost"));
+        assert_eq!(probe(&addr, &tcp).await, Ok(()));
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_addr = SocketAddress::Inet(plain.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = plain.accept().await.unwrap();
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        assert!(probe(&plain_addr, &tcp).await.is_err());
+    }
+
     #[tokio::test]
     async fn failing_backends_go_down_and_come_back() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

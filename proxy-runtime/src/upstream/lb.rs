@@ -163,6 +163,9 @@ pub struct LoadBalancer {
     epoch: Instant,
 }
 
+/// Passive ejections (a backend taken out after consecutive failures) since start.
+pub static EJECTIONS: AtomicU64 = AtomicU64::new(0);
+
 /// The most ring points or weighted-order entries a group may have.
 const MAX_POINTS: u64 = 1 << 22;
 
@@ -317,6 +320,7 @@ impl LoadBalancer {
         s.failures.store(ej.failures.max(1) - 1, Ordering::Relaxed);
         let until = self.now_ms() + ej.duration.as_millis() as u64;
         s.ejected_until_ms.store(until, Ordering::Relaxed);
+        EJECTIONS.fetch_add(1, Ordering::Relaxed);
         true
     }
 
