@@ -24,9 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 
-use crate::cache::{
-    CacheKey, CacheMeta, NoCacheReason, PurgeStatus, RangeType, RespCacheable, VarianceKey,
-};
+use crate::cache::{CacheKey, CacheMeta, PurgeStatus, RangeType, RespCacheable, VarianceKey};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::modules::HttpModules;
@@ -159,7 +157,9 @@ pub trait ProxyHttp: Send + Sync + 'static {
         async { Ok(true) }
     }
 
-    /// Decide whether this request uses the cache (cache phase).
+    /// Decide whether this request uses the cache (cache phase): enable it with
+    /// `session.cache.enable(&cache)` (and optionally `set_overrides`). Without that,
+    /// no other cache phase runs.
     fn request_cache_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
         Ok(())
     }
@@ -183,44 +183,77 @@ pub trait ProxyHttp: Send + Sync + 'static {
         async { Ok(false) }
     }
 
-    /// Whether and how to store this upstream response (cache phase).
+    /// Whether and how to store this upstream response (cache phase). The default
+    /// follows RFC 9111 for a shared cache within the request's
+    /// [`CacheOverrides`](crate::cache::CacheOverrides) (see [`crate::cache::policy`]).
     fn response_cache_filter(
         &self,
-        _session: &Session,
-        _resp: &ResponseHeader,
+        session: &Session,
+        resp: &ResponseHeader,
         _ctx: &mut Self::CTX,
     ) -> Result<RespCacheable> {
-        Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("default")))
+        let request_time = session
+            .cache
+            .request_time
+            .unwrap_or_else(std::time::SystemTime::now);
+        Ok(crate::cache::policy::decide(
+            session.req_header(),
+            resp,
+            request_time,
+            session.cache.overrides(),
+        ))
     }
 
-    /// The variance of a response (from its `Vary`), to store variants apart (cache phase).
+    /// The variance of a request against a stored response's `Vary` names, to keep
+    /// variants apart (cache phase). The default hashes the request's values of those
+    /// headers; `None` means "does not vary".
     fn cache_vary_filter(
         &self,
-        _meta: &CacheMeta,
+        meta: &CacheMeta,
         _ctx: &mut Self::CTX,
-        _req: &RequestHeader,
+        req: &RequestHeader,
     ) -> Option<VarianceKey> {
-        None
+        if meta.vary.is_empty() {
+            return None;
+        }
+        Some(VarianceKey(crate::cache::key::variance(&meta.vary, req)))
     }
 
-    /// Whether a cached response satisfies the client's conditional request (cache phase).
+    /// Whether a cached response satisfies the client's conditional request, so the
+    /// answer is `304` (cache phase). The default evaluates `If-None-Match` and
+    /// `If-Modified-Since` (RFC 9110 §13).
     fn cache_not_modified_filter(
         &self,
-        _session: &Session,
-        _resp: &ResponseHeader,
+        session: &Session,
+        resp: &ResponseHeader,
         _ctx: &mut Self::CTX,
     ) -> Result<bool> {
-        Ok(false)
+        Ok(crate::cache::conditional::not_modified(
+            session.req_header(),
+            resp,
+        ))
     }
 
-    /// How to answer a `Range` request from a full response (cache phase).
+    /// How to answer a `Range` request from a full cached response (cache phase). The
+    /// default follows RFC 9110 §14 (`Range`, `If-Range`).
     fn range_header_filter(
         &self,
-        _session: &Session,
-        _resp: &mut ResponseHeader,
+        session: &Session,
+        resp: &mut ResponseHeader,
         _ctx: &mut Self::CTX,
     ) -> RangeType {
-        RangeType::None
+        let len = resp
+            .header_str(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        match crate::cache::range::select_ranges(session.req_header(), resp, len) {
+            crate::cache::range::RangeRequest::Whole => RangeType::None,
+            crate::cache::range::RangeRequest::Unsatisfiable => RangeType::Invalid,
+            crate::cache::range::RangeRequest::Ranges(mut list) if list.len() == 1 => {
+                RangeType::Single(list.remove(0))
+            }
+            crate::cache::range::RangeRequest::Ranges(list) => RangeType::Multi(list),
+        }
     }
 
     /// Change the request just before it is sent upstream (after hop-by-hop headers were

@@ -15,6 +15,7 @@ use crate::modules::ModuleCtx;
 use crate::protocols::SocketAddress;
 use crate::protocols::h1::server::ServerSession;
 use crate::protocols::h2::server::H2ServerSession;
+use crate::protocols::subrequest::SubrequestSession;
 
 /// Request body bytes kept so a request can be sent again to another attempt.
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub enum Downstream {
     H1(Box<ServerSession>),
     /// One HTTP/2 stream.
     H2(Box<H2ServerSession>),
+    /// A subrequest made from inside the proxy (no client connection).
+    Sub(Box<SubrequestSession>),
 }
 
 /// One downstream request and its response, as seen by the phases.
@@ -71,6 +74,9 @@ pub struct Session {
     body_bytes_sent: u64,
     upstream_tries: u32,
     shutdown: Option<crate::server::ShutdownWatch>,
+    /// The response cache's state for this request (see [`crate::cache`]); a
+    /// `request_cache_filter` phase enables it.
+    pub cache: crate::cache::HttpCache,
 }
 
 impl Session {
@@ -104,6 +110,28 @@ impl Session {
         )
     }
 
+    /// A subrequest: `req` runs through the phases without a client connection; the
+    /// response is kept up to `collect_limit` body bytes.
+    pub fn new_subrequest(
+        req: RequestHeader,
+        body: Vec<Bytes>,
+        collect_limit: usize,
+        client_addr: Option<SocketAddress>,
+    ) -> Self {
+        let limit = body.iter().map(Bytes::len).sum::<usize>();
+        Self::new(
+            Downstream::Sub(Box::new(SubrequestSession::new(req, body, collect_limit))),
+            client_addr,
+            None,
+            limit,
+        )
+    }
+
+    /// Whether this session is a subrequest made from inside the proxy.
+    pub fn is_subrequest(&self) -> bool {
+        matches!(self.downstream, Downstream::Sub(_))
+    }
+
     fn new(
         downstream: Downstream,
         client_addr: Option<SocketAddress>,
@@ -120,6 +148,7 @@ impl Session {
             body_bytes_sent: 0,
             upstream_tries: 0,
             shutdown: None,
+            cache: crate::cache::HttpCache::default(),
         }
     }
 
@@ -134,6 +163,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.req_header(),
             Downstream::H2(s) => s.req_header(),
+            Downstream::Sub(s) => s.req_header(),
         }
     }
 
@@ -142,6 +172,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.req_header_mut(),
             Downstream::H2(s) => s.req_header_mut(),
+            Downstream::Sub(s) => s.req_header_mut(),
         }
     }
 
@@ -169,7 +200,7 @@ impl Session {
     pub fn is_upgrade_request(&self) -> bool {
         match &self.downstream {
             Downstream::H1(s) => s.is_upgrade_request(),
-            Downstream::H2(_) => false,
+            Downstream::H2(_) | Downstream::Sub(_) => false,
         }
     }
 
@@ -178,6 +209,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.body_framing().is_empty(),
             Downstream::H2(s) => s.body_framing().is_empty(),
+            Downstream::Sub(s) => s.body_framing().is_empty(),
         }
     }
 
@@ -186,6 +218,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.is_body_done(),
             Downstream::H2(s) => s.is_body_done(),
+            Downstream::Sub(s) => s.is_body_done(),
         }
     }
 
@@ -194,6 +227,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.request_trailers(),
             Downstream::H2(s) => s.request_trailers(),
+            Downstream::Sub(s) => s.request_trailers(),
         }
     }
 
@@ -207,7 +241,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.send_continue().await?,
             // HTTP/2 clients do not wait for 100 unless they asked; the origin answers.
-            Downstream::H2(_) => {}
+            Downstream::H2(_) | Downstream::Sub(_) => {}
         }
         self.read_body_for_proxy().await
     }
@@ -217,6 +251,7 @@ impl Session {
         let chunk = match &mut self.downstream {
             Downstream::H1(s) => s.read_body().await?,
             Downstream::H2(s) => s.read_body().await?,
+            Downstream::Sub(s) => s.read_body(),
         };
         if let Some(c) = &chunk {
             self.body_bytes_read += c.len() as u64;
@@ -261,6 +296,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.response_written(),
             Downstream::H2(s) => s.response_written(),
+            Downstream::Sub(s) => s.response_written(),
         }
     }
 
@@ -269,7 +305,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.set_must_close(),
             // A stream is never reused; the connection's life is not the request's.
-            Downstream::H2(_) => {}
+            Downstream::H2(_) | Downstream::Sub(_) => {}
         }
     }
 
@@ -293,6 +329,12 @@ impl Session {
                 }
             }
             Downstream::H2(s) => s.write_response_header(resp, end_of_stream)?,
+            Downstream::Sub(s) => {
+                s.write_response_header(resp);
+                if end_of_stream {
+                    s.finish_response()?;
+                }
+            }
         }
         Ok(())
     }
@@ -325,6 +367,15 @@ impl Session {
                     s.finish_response(None)?;
                 }
             }
+            Downstream::Sub(s) => {
+                if let Some(d) = data {
+                    self.body_bytes_sent += d.len() as u64;
+                    s.write_body(d);
+                }
+                if end_of_stream {
+                    s.finish_response()?;
+                }
+            }
         }
         Ok(())
     }
@@ -334,6 +385,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.finish_response(Some(&trailers)).await,
             Downstream::H2(s) => s.finish_response(Some(&trailers)),
+            Downstream::Sub(s) => s.finish_response(),
         }
     }
 
@@ -341,7 +393,7 @@ impl Session {
     pub fn pending_write(&self) -> usize {
         match &self.downstream {
             Downstream::H1(s) => s.pending_write(),
-            Downstream::H2(_) => 0,
+            Downstream::H2(_) | Downstream::Sub(_) => 0,
         }
     }
 
@@ -350,7 +402,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.flush().await,
             // `h2` sends as soon as the connection task runs.
-            Downstream::H2(_) => Ok(()),
+            Downstream::H2(_) | Downstream::Sub(_) => Ok(()),
         }
     }
 
@@ -401,6 +453,7 @@ impl Session {
         let req = match downstream {
             Downstream::H1(s) => s.req_header_mut(),
             Downstream::H2(s) => s.req_header_mut(),
+            Downstream::Sub(s) => s.req_header_mut(),
         };
         modules.request_header_filter(req)
     }
@@ -410,6 +463,7 @@ impl Session {
         match &self.downstream {
             Downstream::H1(s) => s.body_framing(),
             Downstream::H2(s) => s.body_framing(),
+            Downstream::Sub(s) => s.body_framing(),
         }
     }
 
@@ -417,7 +471,7 @@ impl Session {
     pub(crate) fn h1_mut(&mut self) -> Option<&mut ServerSession> {
         match &mut self.downstream {
             Downstream::H1(s) => Some(s),
-            Downstream::H2(_) => None,
+            Downstream::H2(_) | Downstream::Sub(_) => None,
         }
     }
 
@@ -431,6 +485,7 @@ impl Session {
         match &mut self.downstream {
             Downstream::H1(s) => s.finish_response(None).await,
             Downstream::H2(s) => s.finish_response(None),
+            Downstream::Sub(s) => s.finish_response(),
         }
     }
 }

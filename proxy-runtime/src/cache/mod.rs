@@ -4,9 +4,22 @@
 //! return. The cache engine itself (storage, lock, revalidation) is built on them; until
 //! a proxy enables it, no cache phase is called.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::http::{RequestHeader, ResponseHeader};
+
+pub mod conditional;
+pub mod control;
+pub mod freshness;
+pub mod key;
+pub mod lock;
+pub mod policy;
+pub mod range;
+pub mod state;
+pub mod storage;
+
+pub use state::{Cache, CacheOptions, CacheOverrides, CacheStatus, HttpCache};
+pub use storage::{MemoryStorage, Storage};
 
 /// Identifies one cached object: always scheme, authority, and path with query, plus
 /// optional extra parts chosen by the user (a cache key without the authority lets one
@@ -41,25 +54,53 @@ impl CacheKey {
     }
 }
 
-/// What the cache knows about a stored response.
+/// What the cache knows about a stored response: its head and the times that decide
+/// its freshness (RFC 9111 §4.2).
 #[derive(Debug, Clone)]
 pub struct CacheMeta {
-    /// The stored response head.
+    /// The stored response head (hop-by-hop fields removed).
     pub header: ResponseHeader,
-    /// When it was stored (or last revalidated).
-    pub created: SystemTime,
-    /// Fresh until this instant.
-    pub fresh_until: SystemTime,
-    /// May be served stale while revalidating, for this many seconds past freshness.
-    pub stale_while_revalidate_sec: u32,
-    /// May be served stale on origin errors, for this many seconds past freshness.
-    pub stale_if_error_sec: u32,
+    /// When the request that fetched it was sent.
+    pub request_time: SystemTime,
+    /// When the response (or the last revalidation) arrived.
+    pub response_time: SystemTime,
+    /// Its age on arrival (RFC 9111 §4.2.3 `corrected_initial_age`).
+    pub initial_age: Duration,
+    /// Freshness lifetime.
+    pub fresh_for: Duration,
+    /// May be served stale while it is revalidated, for this long past freshness.
+    pub stale_while_revalidate: Duration,
+    /// May be served stale when the origin fails, for this long past freshness.
+    pub stale_if_error: Duration,
+    /// Never served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
+    pub must_revalidate: bool,
+    /// Revalidated before every use (`no-cache`).
+    pub no_cache: bool,
+    /// The request headers it varies on (lower case, sorted).
+    pub vary: Vec<http::HeaderName>,
 }
 
 impl CacheMeta {
-    /// Whether the object is still fresh at `now`.
+    /// Its current age at `now`.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+    }
+
+    /// Whether it may be served without revalidation at `now`.
     pub fn is_fresh(&self, now: SystemTime) -> bool {
-        now < self.fresh_until
+        !self.no_cache && self.age(now) < self.fresh_for
+    }
+
+    /// Whether it may be served stale while revalidating, at `now`.
+    pub fn serves_stale_while_revalidate(&self, now: SystemTime) -> bool {
+        !self.must_revalidate
+            && !self.no_cache
+            && self.age(now) < self.fresh_for + self.stale_while_revalidate
+    }
+
+    /// Whether it may be served stale because the origin failed, at `now`.
+    pub fn serves_stale_if_error(&self, now: SystemTime) -> bool {
+        !self.must_revalidate && self.age(now) < self.fresh_for + self.stale_if_error
     }
 }
 

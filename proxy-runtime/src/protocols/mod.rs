@@ -7,6 +7,7 @@
 
 pub mod h1;
 pub mod h2;
+pub mod subrequest;
 pub mod timeout;
 pub mod tls;
 

@@ -4,9 +4,12 @@
 //! A phase is called from here once; protocol loops only implement the exchange with
 //! one upstream connection (see `h1.rs`).
 
+use std::sync::Arc;
+
 use http::{HeaderName, header};
 
 use super::HttpProxy;
+use crate::cache::state::ClientView;
 use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
 use crate::http::case_map::CaseMap;
 use crate::protocols::h1::io::ConnIo;
@@ -19,7 +22,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
     /// Run one request through every phase; the client connection comes back if it can
     /// carry another request.
     pub(crate) async fn process_request(
-        &self,
+        self: &Arc<Self>,
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ConnIo> {
@@ -51,17 +54,24 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 h2.finish();
                 None
             }
+            Downstream::Sub(_) => None,
         }
     }
 
     /// The request phases, then the upstream with retries.
-    async fn run_phases(&self, session: &mut Session, ctx: &mut P::CTX) -> Result<()> {
+    pub(super) async fn run_phases(
+        self: &Arc<Self>,
+        session: &mut Session,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
         self.inner.early_request_filter(session, ctx).await?;
         session.run_module_request_filters()?;
         if self.inner.request_filter(session, ctx).await? {
             return complete_local_response(session, "request_filter").await;
         }
-        // The cache phases (request_cache_filter, cache_key_callback, lookup) go here.
+        if self.cache_request(session, ctx).await? {
+            return Ok(());
+        }
         if !self.inner.proxy_upstream_filter(session, ctx).await? {
             if session.response_written().is_none() {
                 session.respond_error(502).await?;
@@ -69,7 +79,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
             }
             return complete_local_response(session, "proxy_upstream_filter").await;
         }
-        self.proxy_with_retries(session, ctx).await
+        match self.proxy_with_retries(session, ctx).await {
+            Err(e) if self.serve_stale_on_error(session, ctx, &e).await? => Ok(()),
+            other => other,
+        }
     }
 
     /// `upstream_peer` → connect → exchange, again while the failure is retryable, the
@@ -133,8 +146,41 @@ impl<P: ProxyHttp> HttpProxy<P> {
         self.inner
             .upstream_response_filter(session, &mut resp, ctx)
             .await?;
+        if session.cache.enabled() && self.cache_response_head(session, &mut resp, ctx).await? {
+            return Ok(()); // answered from the cache; the origin's body is drained
+        }
         self.inner.response_filter(session, &mut resp, ctx).await?;
-        session.write_response_header(resp, false).await
+        let (resp, ends) = self.cache_client_head(session, resp)?;
+        self.write_to_client(session, ClientWrite::Head(resp, ends))
+            .await
+    }
+
+    /// Write to the client; while a cache fill goes on, a client that left does not
+    /// stop the response from being read (and stored).
+    async fn write_to_client(&self, session: &mut Session, what: ClientWrite) -> Result<()> {
+        if session.cache.client_gone {
+            return Ok(());
+        }
+        let written = match what {
+            ClientWrite::Head(resp, ends) => session.write_response_header(resp, ends).await,
+            ClientWrite::Body(body, ends) => session.write_response_body(body, ends).await,
+            ClientWrite::Trailers(t) => session.write_response_trailers(t).await,
+        };
+        match written {
+            Err(e) if self.cache_client_gone(session, &e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Send what is queued for the client (see [`Self::write_to_client`] for errors).
+    pub(crate) async fn flush_client(&self, session: &mut Session) -> Result<()> {
+        if session.cache.client_gone {
+            return Ok(());
+        }
+        match session.flush().await {
+            Err(e) if self.cache_client_gone(session, &e) => Ok(()),
+            other => other,
+        }
     }
 
     /// A piece of the upstream response body through the body filters to the client.
@@ -147,11 +193,37 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let mut body = Some(data);
         self.inner
             .upstream_response_body_filter(session, &mut body, false, ctx)?;
+        if session.cache.enabled() {
+            let Some(data) = body else { return Ok(()) };
+            for piece in self.cache_body_piece(session, &data) {
+                self.relay_to_client(session, piece, ctx).await?;
+            }
+            return Ok(());
+        }
         let delay = self
             .inner
             .response_body_filter(session, &mut body, false, ctx)?;
         if body.is_some() {
             session.write_response_body(body, false).await?;
+        }
+        Session::pace(delay).await;
+        Ok(())
+    }
+
+    /// A body piece through `response_body_filter` to the client.
+    async fn relay_to_client(
+        &self,
+        session: &mut Session,
+        piece: bytes::Bytes,
+        ctx: &mut P::CTX,
+    ) -> Result<()> {
+        let mut body = Some(piece);
+        let delay = self
+            .inner
+            .response_body_filter(session, &mut body, false, ctx)?;
+        if body.is_some() {
+            self.write_to_client(session, ClientWrite::Body(body, false))
+                .await?;
         }
         Session::pace(delay).await;
         Ok(())
@@ -186,6 +258,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let mut body = None;
         self.inner
             .upstream_response_body_filter(session, &mut body, true, ctx)?;
+        if session.cache.enabled() {
+            let client_done = matches!(session.cache.client, ClientView::Nothing);
+            for piece in self.cache_response_end(session)? {
+                self.relay_to_client(session, piece, ctx).await?;
+            }
+            if client_done {
+                return Ok(()); // the client's answer was complete already
+            }
+        }
         let delay = self
             .inner
             .response_body_filter(session, &mut body, true, ctx)?;
@@ -196,15 +277,27 @@ impl<P: ProxyHttp> HttpProxy<P> {
         match trailers {
             Some(t) => {
                 if body.is_some() {
-                    session.write_response_body(body, false).await?;
+                    self.write_to_client(session, ClientWrite::Body(body, false))
+                        .await?;
                 }
-                session.write_response_trailers(t).await?;
+                self.write_to_client(session, ClientWrite::Trailers(t))
+                    .await?;
             }
-            None => session.write_response_body(body, true).await?,
+            None => {
+                self.write_to_client(session, ClientWrite::Body(body, true))
+                    .await?
+            }
         }
         Session::pace(delay).await;
         Ok(())
     }
+}
+
+/// One write to the client.
+enum ClientWrite {
+    Head(crate::http::ResponseHeader, bool),
+    Body(Option<bytes::Bytes>, bool),
+    Trailers(http::HeaderMap),
 }
 
 /// `TE: trailers` on the client's request.

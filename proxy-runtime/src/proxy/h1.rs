@@ -47,6 +47,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if req.header(header::HOST).is_none() {
             req.insert_header(header::HOST, peer.default_host())?;
         }
+        self.cache_upstream_request(session, &mut req);
         self.inner
             .upstream_request_filter(session, &mut req, ctx)
             .await?;
@@ -91,7 +92,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         continue;
                     }
                     // About to wait: everything produced so far goes to the client first.
-                    session.flush().await?;
+                    self.flush_client(session).await?;
                     let reading_client = !req_done && client.pending_write() == 0;
                     let limit = if client.pending_write() > 0 {
                         Some((write_timeout, ErrorKind::WriteTimedout))

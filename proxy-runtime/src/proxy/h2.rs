@@ -128,6 +128,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             req.insert_header(header::TE, "trailers")?;
         }
         req.version = Version::HTTP_2;
+        self.cache_upstream_request(session, &mut req);
         self.inner
             .upstream_request_filter(session, &mut req, ctx)
             .await?;

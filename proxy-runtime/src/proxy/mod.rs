@@ -4,8 +4,11 @@
 //!   pool, options, modules) and serves client connections;
 //! - `common.rs` holds what every protocol shares: the phase order, the retry loop,
 //!   error handling and logging, hop-by-hop header rules;
-//! - `h1.rs` exchanges a request with an HTTP/1.x origin (and tunnels upgrades).
+//! - `h1.rs` exchanges a request with an HTTP/1.x origin (and tunnels upgrades);
+//! - `h2.rs` serves HTTP/2 clients and exchanges requests with HTTP/2 origins;
+//! - `cache.rs` puts the response cache between the two (see [`crate::cache`]).
 
+mod cache;
 mod common;
 mod h1;
 mod h2;
