@@ -12,7 +12,7 @@
 //! * `ratelimit/hot_key` and `ratelimit/100k_keys`: one `RateLimiter::check` on the same
 //!   key, and over 100,000 distinct keys in turn (a table at its bound).
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -2,7 +2,8 @@
 //! compiles against `matchit`, HTTP/1 head parsing and serialization, and the compile
 //! cost of a large `#[proxy]` declaration (`bench/compile-cost/measure.sh`).
 //!
-//! The benchmarks live in `benches/`; this library only holds what they share.
+//! The benchmarks live in `benches/`; this library holds what they share, and the
+//! parts of the load benchmark `loadbench` (`src/bin/loadbench.rs`, module [`load`]).
 
 /// A browser-like request head (Chrome on Linux, a GitHub API call): request line and
 /// 12 header fields.
@@ -21,3 +22,5 @@ Accept-Encoding: gzip, deflate, br, zstd\r\n\
 Accept-Language: en-US,en;q=0.9,de;q=0.8\r\n\
 Cookie: _octo=GH1.1.1234567890.1700000000; logged_in=yes; dotcom_user=octocat; color_mode=%7B%22color_mode%22%3A%22auto%22%7D\r\n\
 \r\n";
+
+pub mod load;

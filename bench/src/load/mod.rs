@@ -1,0 +1,29 @@
+//! The side-by-side load benchmark (`loadbench`, see the "Load benchmark" section of
+//! `bench/README.md`): our `forward` proxy against nginx and haproxy, and the origin
+//! alone, on loopback, interleaved round by round.
+//!
+//! The binary (`src/bin/loadbench.rs`) holds the options and the order of the steps;
+//! these modules hold the parts:
+//!
+//! * [`child`]: child processes in their own process group, stopped on drop, on panic
+//!   and on Ctrl-C; commands with a bounded run time.
+//! * [`procfs`]: `/proc`: process trees, CPU ticks, `VmHWM`/`VmRSS`, per-core busy
+//!   time, the open-files limit.
+//! * [`tools`]: finding (or installing) `wrk`, `h2load`, `nginx`, `haproxy`, `taskset`,
+//!   and parsing what `wrk` and `h2load` print.
+//! * [`conf`]: the configuration templates of `bench/load/` and how they are filled in.
+//! * [`http`]: a minimal blocking HTTP/1.1 client (readiness checks, `stub_status`).
+//! * [`idle`]: the idle keep-alive client (tokio): thousands of open connections.
+//! * [`run`]: starting the origin and the targets; the measurement steps.
+//! * [`report`]: records, JSON lines, medians, the Markdown tables.
+//! * [`svg`]: hand-written SVG bar charts.
+
+pub mod child;
+pub mod conf;
+pub mod http;
+pub mod idle;
+pub mod procfs;
+pub mod report;
+pub mod run;
+pub mod svg;
+pub mod tools;
