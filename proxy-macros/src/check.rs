@@ -176,7 +176,10 @@ const CACHEABLE: u16 = 1 | 2; // GET | HEAD
 
 fn check_cache(r: &Route, cx: &Ctxt) {
     let Some(c) = &r.cache else { return };
-    if r.methods & !CACHEABLE != 0 {
+    // `ANY` is fine: GET and HEAD are cached, other methods pass (unsafe ones
+    // invalidate what is stored).
+    let any = r.method_names.iter().any(|m| m == "ANY");
+    if r.methods & !CACHEABLE != 0 && !any {
         let bad: Vec<&str> = [
             "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
         ]
@@ -188,11 +191,7 @@ fn check_cache(r: &Route, cx: &Ctxt) {
         let mut e = c.range.error(
             format!(
                 "a cache policy on a route that accepts {}: only GET and HEAD responses are cached\n  help: limit the route to `GET | HEAD`, or split it in two",
-                if r.method_names.iter().any(|m| m == "ANY") {
-                    "ANY method".to_string()
-                } else {
-                    bad.join(", ")
-                }
+                bad.join(", ")
             ),
         );
         e.combine(r.methods_range.error("note: the route's methods"));

@@ -498,3 +498,9 @@ pub(crate) fn body_not_replayable() -> Box<Error> {
         "the request body was read by a phase beyond the retry buffer and cannot be forwarded",
     )
 }
+
+/// Phases hold `&Session` across awaits in `Send` futures: a session must stay `Sync`.
+const _: () = {
+    const fn sync<T: Sync + Send>() {}
+    sync::<Session>();
+};

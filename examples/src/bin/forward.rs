@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! forward --listen 127.0.0.1:8080 --upstream 127.0.0.1:8000 --read-timeout 30
+//! forward --listen 127.0.0.1:8080 --upstream 127.0.0.1:8000 --cache 256MiB
 //! forward --tls-listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem \
 //!         --upstream api.internal:443 --upstream-tls --upstream-sni api.internal --upstream-h2
 //! ```
@@ -29,8 +30,10 @@ mod forward {
     #[upstream(addrs = ["127.0.0.1:8000"])]
     pub struct Origin;
 
-    /// Everything goes to it.
+    /// Everything goes to it. With `--cache SIZE`, GET and HEAD responses are cached
+    /// as RFC 9111 allows a shared cache, with no policy of ours on top.
     #[route(ANY, "/{*path}", to = Origin)]
+    #[cache]
     fn everything() {}
 }
 
@@ -77,6 +80,14 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Cache responses in memory, up to this size (`64MiB`, `1GiB`); RFC 9111 shared
+    /// cache rules. Without it, nothing is cached.
+    #[arg(long, value_parser = parse_size)]
+    cache: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    proxy_syntax::size::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn main() {
@@ -102,6 +113,7 @@ fn main() {
             },
         );
     conf.listen = args.listen;
+    conf.cache_size = Some(args.cache.unwrap_or(0));
     let fail = |e: &dyn std::fmt::Display| -> ! {
         eprintln!("error: {e}");
         std::process::exit(2)

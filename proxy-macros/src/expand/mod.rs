@@ -285,6 +285,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         pub struct Proxy {
             __upstreams: ::std::vec::Vec<#krate::dsl::UpstreamGroup>,
             __limiters: ::std::vec::Vec<#krate::ratelimit::RateLimiter>,
+            __cache: ::core::option::Option<::std::sync::Arc<#krate::cache::Cache>>,
         }
 
         /// The routes' rate limits, in the order of `Proxy::__limiters`.
@@ -301,7 +302,20 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                     __upstreams.push(#krate::dsl::UpstreamGroup::build_with(__spec, __addrs, __timeouts)?);
                 }
                 let __limiters = __LIMITS.iter().map(|l| l.limiter()).collect();
-                ::core::result::Result::Ok(Proxy { __upstreams, __limiters })
+                // A response cache when routes declare a policy (`cache_size = 0`: none).
+                let __cache = match conf.cache_size {
+                    _ if !ROUTES.0.iter().any(|r| r.cached) => ::core::option::Option::None,
+                    ::core::option::Option::Some(0) => ::core::option::Option::None,
+                    __size => ::core::option::Option::Some(#krate::cache::Cache::in_memory(
+                        __size.unwrap_or(#krate::dsl::cache_policy::DEFAULT_CACHE_SIZE) as usize,
+                    )),
+                };
+                ::core::result::Result::Ok(Proxy { __upstreams, __limiters, __cache })
+            }
+
+            /// The response cache (its counters, its storage), if routes use one.
+            pub fn cache(&self) -> ::core::option::Option<&::std::sync::Arc<#krate::cache::Cache>> {
+                self.__cache.as_ref()
             }
 
             /// The live upstream group called `name`.
@@ -945,6 +959,16 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                 quote!(),
             ))
         }
+        Phase::RequestCacheFilter if decl.routes.iter().any(|r| r.cache.is_some()) => Some((
+            quote! {
+                if let (::core::option::Option::Some(__cache), ::core::option::Option::Some(__policy)) =
+                    (self.__cache.as_ref(), ctx.route.as_ref().and_then(|r| r.cache_policy()))
+                {
+                    #krate::dsl::cache_policy::apply(__policy, __cache, session);
+                }
+            },
+            quote!(),
+        )),
         Phase::UpstreamResponseFilter => Some((
             quote! {
                 // Passive health: a 5xx counts as a failure of the backend.

@@ -198,6 +198,8 @@ pub struct HttpCache {
     pub(crate) request_time: Option<SystemTime>,
     /// Do not store the response (`no-store` on the request).
     pub(crate) no_store: bool,
+    /// Parts appended to the key the `cache_key_callback` phase returns.
+    pub(crate) key_parts: Vec<String>,
 }
 
 impl std::fmt::Debug for Box<dyn Fill> {
@@ -215,6 +217,19 @@ impl HttpCache {
     /// Do not use the cache for this request after all.
     pub fn disable(&mut self) {
         self.cache = None;
+    }
+
+    /// Use `cache` for nothing but the status header: this request skips it on
+    /// purpose (a policy's bypass condition).
+    pub fn bypass(&mut self, cache: &Arc<Cache>) {
+        self.cache = Some(cache.clone());
+        self.status = Some(CacheStatus::Bypass);
+    }
+
+    /// Add a part to this request's cache key (after the `cache_key_callback` phase's
+    /// key): requests that differ in it are cached apart.
+    pub fn add_key_part(&mut self, part: impl Into<String>) {
+        self.key_parts.push(part.into());
     }
 
     /// Whether the cache is used for this request.

@@ -33,7 +33,7 @@ impl Hit {
 }
 
 /// A body being written into the storage.
-pub trait Fill: Send {
+pub trait Fill: Send + Sync {
     /// Append a piece. An error (the object is larger than the storage takes) abandons
     /// the fill.
     fn write(&mut self, piece: Bytes) -> Result<(), FillError>;

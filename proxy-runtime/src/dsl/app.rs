@@ -147,24 +147,6 @@ impl AppSpec {
         }
         Ok(builder.build())
     }
-
-    /// Say at start-up what the declaration asks for that this build does not do.
-    pub fn startup_notes(&self) {
-        let cached: Vec<&str> = self
-            .routes
-            .routes()
-            .iter()
-            .filter(|r| r.cached)
-            .map(|r| r.name)
-            .collect();
-        if !cached.is_empty() {
-            tracing::warn!(
-                "routes {} declare a cache policy, but the response cache is not available in \
-                 this build: their responses are NOT cached",
-                cached.join(", ")
-            );
-        }
-    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -191,7 +173,6 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
     if conf.listen.is_empty() && conf.tls_listen.is_empty() {
         fail("no listen address: declare `listen = ...`, or use --listen or a config file");
     }
-    spec.startup_notes();
     let mut server_conf = ServerConf::default();
     if let Some(t) = conf.threads {
         server_conf.threads = t;

@@ -9,6 +9,7 @@
 //! grace_period = "10s"
 //! log = "info"
 //! keepalive_timeout = "75s"
+//! cache_size = "256MiB"
 //!
 //! [upstreams.Api]
 //! addrs = ["10.0.0.3:80", "10.0.0.4:80"]
@@ -62,6 +63,8 @@ pub struct ConfigFile {
     pub keepalive_timeout: Option<Spanned<String>>,
     /// Time allowed to receive a request head.
     pub header_read_timeout: Option<Spanned<String>>,
+    /// Size of the response cache (`"256MiB"`; `"0"` turns it off).
+    pub cache_size: Option<Spanned<String>>,
     /// Address overrides per upstream group.
     #[serde(default)]
     pub upstreams: BTreeMap<Spanned<String>, UpstreamOverride>,
@@ -153,6 +156,9 @@ pub struct ProxyConfig {
     pub keepalive_timeout: Option<Duration>,
     /// Request head timeout.
     pub header_read_timeout: Option<Duration>,
+    /// Response cache size in bytes (`None`: the default when routes are cached; 0:
+    /// no cache).
+    pub cache_size: Option<u64>,
     /// Address overrides by upstream name.
     pub upstream_addrs: HashMap<String, Vec<String>>,
     /// Option overrides by upstream name.
@@ -237,6 +243,15 @@ impl ProxyConfig {
         }
         if file.log.is_some() {
             self.log = file.log;
+        }
+        if let Some(v) = &file.cache_size {
+            let size = proxy_syntax::size::parse_size(v.get_ref()).map_err(|e| {
+                ConfigError(format!(
+                    "{path}:{}: key `cache_size`: {e}",
+                    line_of(v.span().start)
+                ))
+            })?;
+            self.cache_size = Some(size);
         }
         for (name, o) in file.upstreams {
             if !upstreams.iter().any(|u| u.name == name.get_ref()) {

@@ -51,7 +51,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let Some(cache) = session.cache.cache.clone() else {
             return Ok(false);
         };
-        let key = self.inner.cache_key_callback(session, ctx)?;
+        if session.cache.status == Some(CacheStatus::Bypass) {
+            return Ok(false);
+        }
+        let mut key = self.inner.cache_key_callback(session, ctx)?;
+        key.extra.extend(session.cache.key_parts.iter().cloned());
         let primary = PrimaryKey::of(&key);
         session.cache.key = Some(key);
         session.cache.primary = Some(primary);
