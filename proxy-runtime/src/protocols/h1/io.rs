@@ -37,6 +37,9 @@ pub struct ConnIo {
     queue: VecDeque<Bytes>,
     /// The peer has closed its side (a read returned 0).
     pub eof: bool,
+    /// Bytes were handed to the stream since it was last flushed: a TLS stream keeps
+    /// them (as records) in its own buffer when the socket is full, until flushed.
+    unflushed: bool,
 }
 
 impl ConnIo {
@@ -48,6 +51,7 @@ impl ConnIo {
             small: BytesMut::new(),
             queue: VecDeque::new(),
             eof: false,
+            unflushed: false,
         }
     }
 
@@ -113,9 +117,12 @@ impl ConnIo {
         Ok(())
     }
 
-    /// Bytes queued but not yet written.
+    /// Bytes queued but not yet written (at least 1 while the stream holds written
+    /// bytes not flushed yet, so that callers keep flushing).
     pub fn pending_write(&self) -> usize {
-        self.small.len() + self.queue.iter().map(Bytes::len).sum::<usize>()
+        self.small.len()
+            + self.queue.iter().map(Bytes::len).sum::<usize>()
+            + usize::from(self.unflushed)
     }
 
     /// Write out everything queued (one vectored write per round). Cancel-safe.
@@ -149,9 +156,18 @@ impl ConnIo {
                 }
             };
             self.consume_written(n);
+            self.unflushed = true;
         }
         // Everything is out: start the small buffer over at its beginning.
         self.small.clear();
+        // ... and out of the stream's own buffer too (TLS), not only handed to it.
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         Poll::Ready(Ok(()))
     }
 

@@ -50,6 +50,11 @@ impl H2Connection {
     /// The HTTP/2 handshake on a connected stream; the connection is driven by a task.
     pub async fn handshake(stream: Stream) -> Result<Self> {
         let (send, connection) = h2::client::Builder::new()
+            // Until the peer's first SETTINGS arrive its stream limit is unknown (`h2`
+            // would assume "unlimited"): open one stream, queue the others. Streams
+            // over the real limit would be refused, and a refused request whose body
+            // no longer fits the retry buffer cannot be sent again.
+            .initial_max_send_streams(1)
             .initial_window_size(1 << 20)
             .initial_connection_window_size(2 << 20)
             .max_header_list_size(64 << 10)

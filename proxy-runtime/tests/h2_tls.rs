@@ -1,0 +1,389 @@
+//! TLS on both sides of the proxy: certificate choice by SNI, ALPN, upstream
+//! certificate verification, client certificates (mTLS), and certificate reload
+//! without dropping connections. Every certificate is made at test time (rcgen).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod h2common;
+
+use h2common::*;
+use proxy_runtime::prelude::HttpPeer;
+use proxy_runtime::protocols::tls::{Alpn, TlsServerSettings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A proxy in front of one cleartext HTTP/1 origin, with these TLS settings.
+async fn proxy_with_tls(settings: TlsServerSettings) -> (TestOrigin, RunningProxy<RouteProxy>) {
+    let origin = TestOrigin::start(OriginConfig::plain(Proto::H1)).await;
+    let peer = HttpPeer::new(origin.addr, false, "").unwrap();
+    let proxy = run_proxy(
+        RouteProxy::new([("h1".to_string(), peer)]),
+        Some(settings),
+        |b| b,
+    )
+    .await;
+    (origin, proxy)
+}
+
+/// One request over an established TLS stream, by the protocol ALPN chose.
+async fn request_over(io: BoxIo, proto: Proto, path: &str) -> Outcome {
+    let mut c = DownClient::over(proto, io).await;
+    c.exchange(&Exchange::get(path)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate_and_unknown_names_get_the_first() {
+    let pki = Pki::new("sni");
+    let a = pki.server_cert(&["a.test"]);
+    let b = pki.server_cert(&["b.test", "*.b.test"]);
+    let settings = TlsServerSettings::new(&a.cert, &a.key).with_cert(&b.cert, &b.key);
+    let (_origin, proxy) = proxy_with_tls(settings).await;
+    let addr = proxy.tls_addr();
+
+    for (sni, want, name) in [
+        ("a.test", &a, "a"),
+        ("b.test", &b, "b"),
+        ("www.b.test", &b, "b (wildcard)"),
+        ("unknown.test", &a, "the default (first)"),
+        // An IP address as the server name: the client sends no SNI at all.
+        ("127.0.0.1", &a, "the default (first), without SNI"),
+    ] {
+        let s = tls_connect(addr, any_cert_client_config(&[b"h2"]), sni)
+            .await
+            .unwrap_or_else(|e| panic!("handshake with SNI {sni}: {e}"));
+        assert!(
+            leaf_of(&s) == want.der,
+            "SNI {sni:?} should get certificate {name}"
+        );
+    }
+
+    // A verifying client accepts what it gets for a known name, and is served.
+    for (sni, want) in [("a.test", &a), ("b.test", &b)] {
+        let s = tls_connect(addr, pki.client_config(&[b"h2"], None), sni)
+            .await
+            .unwrap_or_else(|e| panic!("verified handshake with SNI {sni}: {e}"));
+        assert!(leaf_of(&s) == want.der);
+        let out = request_over(Box::new(s), Proto::H2, "/sni?n=10").await;
+        assert_eq!(out.status, 200, "{out:?}");
+        assert_eq!(out.body.len, 10);
+    }
+    // ... and refuses the default certificate for a name it does not cover.
+    assert!(
+        tls_connect(addr, pki.client_config(&[b"h2"], None), "unknown.test")
+            .await
+            .is_err(),
+        "a verifying client must refuse the default certificate for another name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_picks_h2_when_offered_and_http1_otherwise() {
+    let pki = Pki::new("alpn");
+    let (_origin, proxy) = proxy_with_tls(proxy_tls_settings(&pki)).await;
+    let addr = proxy.tls_addr();
+    // (protocols offered, protocol agreed, what to speak)
+    type AlpnCase<'a> = (&'a [&'a [u8]], Option<&'a [u8]>, Proto);
+    let cases: [AlpnCase<'_>; 4] = [
+        (&[b"h2", b"http/1.1"], Some(b"h2"), Proto::H2),
+        (&[b"http/1.1", b"h2"], Some(b"h2"), Proto::H2),
+        (&[b"http/1.1"], Some(b"http/1.1"), Proto::H1),
+        (&[], None, Proto::H1),
+    ];
+    for (offered, agreed, proto) in cases {
+        let s = tls_connect(addr, pki.client_config(offered, None), PROXY_NAME)
+            .await
+            .unwrap();
+        assert_eq!(
+            alpn_of(&s).as_deref(),
+            agreed,
+            "offered {:?}",
+            offered
+                .iter()
+                .map(|p| String::from_utf8_lossy(p))
+                .collect::<Vec<_>>()
+        );
+        let out = request_over(Box::new(s), proto, "/alpn?n=1000&trailers=1").await;
+        assert_eq!(out.status, 200, "{proto:?}: {out:?}");
+        assert!(out.complete);
+        assert_eq!(out.body.len, 1000);
+        assert_eq!(out.body.hex(), pattern_sum(1000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_certificates_are_verified_against_the_ca_file() {
+    let pki = Pki::new("upstream-verify");
+    let other = Pki::new("upstream-other-ca");
+    let mut routes = Vec::new();
+    let mut origins = Vec::new();
+    // (route suffix, SNI, CA, verify_cert, verify_hostname, expected status)
+    let variants: [(&str, &str, &Pki, bool, bool, u16); 6] = [
+        ("good", ORIGIN_NAME, &pki, true, true, 200),
+        ("wrong-name", "wrong.test", &pki, true, true, 502),
+        (
+            "wrong-name-hostname-off",
+            "wrong.test",
+            &pki,
+            true,
+            false,
+            200,
+        ),
+        ("other-ca", ORIGIN_NAME, &other, true, true, 502),
+        (
+            "other-ca-hostname-off",
+            ORIGIN_NAME,
+            &other,
+            true,
+            false,
+            502,
+        ),
+        (
+            "other-ca-verify-off",
+            "wrong.test",
+            &other,
+            false,
+            false,
+            200,
+        ),
+    ];
+    for proto in [Proto::H1, Proto::H2] {
+        let origin = TestOrigin::start(OriginConfig::tls(proto, &pki)).await;
+        for (name, sni, ca, verify_cert, verify_hostname, _) in &variants {
+            let mut peer = origin.peer(&pki);
+            peer.sni = sni.to_string();
+            peer.options.ca_file = Some(ca.ca_file.clone());
+            peer.options.verify_cert = *verify_cert;
+            peer.options.verify_hostname = *verify_hostname;
+            routes.push((format!("{}-{name}", proto.as_str()), peer));
+        }
+        origins.push(origin);
+    }
+    let proxy = run_proxy(RouteProxy::new(routes), None, |b| b).await;
+    for proto in [Proto::H1, Proto::H2] {
+        for (name, _, _, _, _, want) in &variants {
+            let route = format!("{}-{name}", proto.as_str());
+            let mut c = DownClient::connect(Down::H1, &proxy, &pki).await;
+            let out = c
+                .exchange(&Exchange::get("/verify?n=5").header("x-route", &route))
+                .await;
+            assert_eq!(out.status, *want, "route {route}: {out:?}");
+            if *want == 200 {
+                assert_eq!(
+                    out.header("x-origin-proto"),
+                    Some(proto.as_str()),
+                    "{route}"
+                );
+                assert_eq!(out.body.len, 5, "{route}");
+            }
+        }
+    }
+    // The failures were the proxy refusing the origins' certificates: the origins saw
+    // those handshakes abandoned.
+    for o in &origins {
+        assert!(
+            o.tls_failures() > 0,
+            "{:?} origin saw no refused handshake",
+            o.proto
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_alpn_follows_the_peer_options() {
+    let pki = Pki::new("upstream-alpn");
+    let h1 = TestOrigin::start(OriginConfig::tls(Proto::H1, &pki)).await;
+    let h2 = TestOrigin::start(OriginConfig::tls(Proto::H2, &pki)).await;
+    let with_alpn = |o: &TestOrigin, alpn| {
+        let mut p = o.peer(&pki);
+        p.options.alpn = alpn;
+        p
+    };
+    let routes = [
+        ("h2h1-to-h1".to_string(), with_alpn(&h1, Alpn::H2H1)),
+        ("h2h1-to-h2".to_string(), with_alpn(&h2, Alpn::H2H1)),
+        ("h2-to-h1-only".to_string(), with_alpn(&h1, Alpn::H2)),
+    ];
+    let proxy = run_proxy(RouteProxy::new(routes), None, |b| b).await;
+    let mut c = DownClient::connect(Down::H2c, &proxy, &pki).await;
+    for (route, want_status, want_proto) in [
+        ("h2h1-to-h1", 200, Some("h1")),
+        ("h2h1-to-h2", 200, Some("h2")),
+        // The origin speaks no HTTP/2 and the peer accepts nothing else.
+        ("h2-to-h1-only", 502, None),
+    ] {
+        let out = c
+            .exchange(&Exchange::get("/alpn?n=3").header("x-route", route))
+            .await;
+        assert_eq!(out.status, want_status, "{route}: {out:?}");
+        if want_proto.is_some() {
+            assert_eq!(out.header("x-origin-proto"), want_proto, "{route}");
+        }
+    }
+}
+
+/// Whether a TLS client (with or without a certificate) gets an HTTP/1 answer.
+async fn served_with_client_cert(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    cert: Option<&CertFiles>,
+) -> bool {
+    let Ok(mut s) = tls_connect(addr, pki.client_config(&[b"http/1.1"], cert), PROXY_NAME).await
+    else {
+        return false; // refused during the handshake
+    };
+    // With TLS 1.3 the client's handshake completes before the server has checked the
+    // client's certificate: a refusal shows on the first read.
+    if s.write_all(b"GET /mtls HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut got = Vec::new();
+    let _ = bounded("the mTLS answer", s.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        got.is_empty() || text.starts_with("HTTP/1.1 200"),
+        "a refused client gets nothing, an accepted one a 200: {text:?}"
+    );
+    !got.is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
+    let pki = Pki::new("mtls");
+    let stranger_ca = Pki::new("mtls-stranger");
+    let good = pki.client_cert("client.test");
+    let stranger = stranger_ca.client_cert("stranger.test");
+
+    let mut required = proxy_tls_settings(&pki);
+    required.client_ca = Some(pki.ca_file.clone());
+    required.client_auth_required = true;
+    let (_o1, strict) = proxy_with_tls(required).await;
+    assert!(
+        !served_with_client_cert(strict.tls_addr(), &pki, None).await,
+        "required client auth: a client without a certificate is refused"
+    );
+    assert!(
+        !served_with_client_cert(strict.tls_addr(), &pki, Some(&stranger)).await,
+        "required client auth: a certificate from another CA is refused"
+    );
+    assert!(
+        served_with_client_cert(strict.tls_addr(), &pki, Some(&good)).await,
+        "required client auth: a certificate from the CA is accepted"
+    );
+
+    let mut optional = proxy_tls_settings(&pki);
+    optional.client_ca = Some(pki.ca_file.clone());
+    optional.client_auth_required = false;
+    let (_o2, lenient) = proxy_with_tls(optional).await;
+    assert!(
+        served_with_client_cert(lenient.tls_addr(), &pki, None).await,
+        "optional client auth: a client without a certificate is served"
+    );
+    assert!(
+        served_with_client_cert(lenient.tls_addr(), &pki, Some(&good)).await,
+        "optional client auth: a certificate from the CA is accepted"
+    );
+    assert!(
+        !served_with_client_cert(lenient.tls_addr(), &pki, Some(&stranger)).await,
+        "optional client auth: a certificate that is presented is still verified"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_serves_new_handshakes_the_new_certificate_and_keeps_open_connections() {
+    let pki = Pki::new("reload");
+    let first = pki.server_cert(&["reload.test"]);
+    let (_origin, proxy) = proxy_with_tls(TlsServerSettings::new(&first.cert, &first.key)).await;
+    let addr = proxy.tls_addr();
+    let acceptor = proxy.acceptor.clone().unwrap();
+    // A fresh client config per connection: a client resuming an earlier TLS session
+    // does a handshake without any certificate, and would see the old one again.
+    let config = || pki.client_config(&[b"h2"], None);
+
+    // A connection made before the reload, kept open.
+    let s1 = tls_connect(addr, config(), "reload.test").await.unwrap();
+    assert!(leaf_of(&s1) == first.der);
+    let mut old = DownClient::over(Proto::H2, Box::new(s1)).await;
+    assert_eq!(
+        old.exchange(&Exchange::get("/before?n=7")).await.status,
+        200
+    );
+
+    // Renew the files and reload.
+    let second = pki.renew(&first, &["reload.test"]);
+    assert!(second.der != first.der);
+    acceptor.reload().unwrap();
+
+    let s2 = tls_connect(addr, config(), "reload.test").await.unwrap();
+    assert!(
+        leaf_of(&s2) == second.der,
+        "a handshake after the reload gets the new certificate"
+    );
+    let mut new = DownClient::over(Proto::H2, Box::new(s2)).await;
+    let out = new.exchange(&Exchange::get("/after?n=7")).await;
+    assert_eq!(out.status, 200);
+
+    // The connection made before the reload still works.
+    let out = old.exchange(&Exchange::get("/old-conn?n=70000")).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(out.complete);
+    assert_eq!(out.body.hex(), pattern_sum(70000));
+
+    // A reload that cannot read the files keeps the current certificate.
+    std::fs::write(&second.key, "not a key").unwrap();
+    assert!(
+        acceptor.reload().is_err(),
+        "a broken key must fail the reload"
+    );
+    let s3 = tls_connect(addr, config(), "reload.test").await.unwrap();
+    assert!(
+        leaf_of(&s3) == second.der,
+        "a failed reload keeps the certificate in use"
+    );
+}
+
+/// Large bodies over TLS to a slow reader, both ways: the last bytes must not stay in
+/// the TLS layer's buffer. A write to a TLS stream may be accepted into the TLS buffer
+/// while the socket is full; only a flush sends it then. The readers here are slow
+/// (small socket buffers, small reads; the proxy's client-side sockets have a small
+/// send buffer) so the proxy's sockets are full when it writes the end of a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_over_tls_reach_slow_readers_to_the_last_byte() {
+    const N: u64 = 16 << 20;
+    let pki = Pki::new("tls-flush");
+    let mut cfg = OriginConfig::tls(Proto::H1, &pki);
+    cfg.slow_reader = true;
+    let origin = TestOrigin::start(cfg).await;
+    let proxy = run_proxy_on(
+        RouteProxy::new([("h1-tls".to_string(), origin.peer(&pki))]),
+        small_sndbuf_listener(),
+        Some((small_sndbuf_listener(), proxy_tls_settings(&pki))),
+        |b| b,
+    )
+    .await;
+    let sock = tcp_small_rcvbuf(proxy.tls_addr()).await;
+    let tls = tls_connect_over(sock, pki.client_config(&[b"http/1.1"], None), PROXY_NAME)
+        .await
+        .unwrap();
+    let mut c = DownClient::over(Proto::H1, Box::new(tls)).await;
+    for round in 0..4 {
+        // Upload to the slow TLS origin.
+        let mut ex = Exchange::get("/upload?status=201");
+        ex.method = "POST";
+        ex.body_len = N;
+        let out = c.exchange(&ex).await;
+        assert!(out.complete && out.status == 201, "round {round}: {out:?}");
+        assert_eq!(out.header("x-req-sum"), Some(pattern_sum(N).as_str()));
+        // Download by the slow TLS client.
+        if let DownClient::H1(conn) = &mut c {
+            conn.slow = true;
+        }
+        let out = c.exchange(&Exchange::get(format!("/download?n={N}"))).await;
+        assert!(out.complete && out.status == 200, "round {round}: {out:?}");
+        assert_eq!(out.body.hex(), pattern_sum(N));
+        if let DownClient::H1(conn) = &mut c {
+            conn.slow = false;
+        }
+    }
+}
