@@ -15,7 +15,9 @@ use crate::modules::ModuleCtx;
 use crate::protocols::SocketAddress;
 use crate::protocols::h1::server::ServerSession;
 use crate::protocols::h2::server::H2ServerSession;
-use crate::protocols::subrequest::SubrequestSession;
+use crate::protocols::subrequest::{
+    MAX_SUBREQUEST_DEPTH, SubrequestResponse, SubrequestRunner, SubrequestSession,
+};
 
 /// Request body bytes kept so a request can be sent again to another attempt.
 #[derive(Debug)]
@@ -77,6 +79,10 @@ pub struct Session {
     /// The response cache's state for this request (see [`crate::cache`]); a
     /// `request_cache_filter` phase enables it.
     pub cache: crate::cache::HttpCache,
+    /// The proxy this session runs in, for subrequests.
+    subrequests: Option<std::sync::Arc<dyn SubrequestRunner>>,
+    /// 0 for a client's request; 1 for its subrequests, and so on.
+    subrequest_depth: u8,
 }
 
 impl Session {
@@ -132,6 +138,47 @@ impl Session {
         matches!(self.downstream, Downstream::Sub(_))
     }
 
+    pub(crate) fn set_subrequest_runner(&mut self, runner: std::sync::Arc<dyn SubrequestRunner>) {
+        self.subrequests = Some(runner);
+    }
+
+    /// Make a request through this proxy's own phases, from inside a phase: `req` (with
+    /// `body`) runs as a subrequest — every phase sees `is_subrequest()`, with its own
+    /// context — and its response comes back, the body kept up to `body_limit` bytes.
+    /// An auth phase can ask an auth service this way before forwarding.
+    ///
+    /// Failures come back as responses (a 502 when the upstream cannot be reached), as
+    /// a client would see them; an error means the subrequest could not run at all
+    /// (nested too deep, or outside a proxy).
+    pub async fn subrequest(
+        &self,
+        req: RequestHeader,
+        body: Vec<Bytes>,
+        body_limit: usize,
+    ) -> Result<SubrequestResponse> {
+        let Some(runner) = self.subrequests.clone() else {
+            return Err(Error::explain(
+                ErrorKind::Internal,
+                ErrorSource::Internal,
+                "subrequests need a session served by a proxy",
+            ));
+        };
+        if self.subrequest_depth >= MAX_SUBREQUEST_DEPTH {
+            return Err(Error::explain(
+                ErrorKind::Internal,
+                ErrorSource::Internal,
+                format!("subrequests nested more than {MAX_SUBREQUEST_DEPTH} deep"),
+            ));
+        }
+        let mut sub = Session::new_subrequest(req, body, body_limit, self.client_addr.clone());
+        sub.subrequest_depth = self.subrequest_depth + 1;
+        let sub = runner.run(sub).await;
+        match sub.downstream {
+            Downstream::Sub(s) => Ok(s.into_response()),
+            _ => Err(Error::internal("a subrequest lost its downstream")),
+        }
+    }
+
     fn new(
         downstream: Downstream,
         client_addr: Option<SocketAddress>,
@@ -149,6 +196,8 @@ impl Session {
             upstream_tries: 0,
             shutdown: None,
             cache: crate::cache::HttpCache::default(),
+            subrequests: None,
+            subrequest_depth: 0,
         }
     }
 

@@ -4,6 +4,8 @@
 //! the response is collected (up to a limit) for whoever asked, or dropped.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -26,6 +28,25 @@ pub struct SubrequestSession {
     truncated: bool,
     finished: bool,
 }
+
+/// Runs a subrequest session through a proxy's phases (implemented by the engine; a
+/// [`Session`](crate::Session) carries one so phases can make subrequests).
+pub trait SubrequestRunner: Send + Sync {
+    /// Run `session` (a subrequest) to its end.
+    fn run(
+        self: std::sync::Arc<Self>,
+        session: crate::Session,
+    ) -> Pin<Box<dyn Future<Output = crate::Session> + Send>>;
+}
+
+impl std::fmt::Debug for dyn SubrequestRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubrequestRunner")
+    }
+}
+
+/// How deep subrequests may nest (a subrequest making a subrequest...).
+pub const MAX_SUBREQUEST_DEPTH: u8 = 4;
 
 /// What a subrequest got back.
 #[derive(Debug, Clone)]

@@ -180,14 +180,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         sub.cache.write_lock = Some(lock);
         let this = self.clone();
         tokio::spawn(async move {
-            let mut ctx = this.inner.new_ctx();
-            let result = this.run_phases(&mut sub, &mut ctx).await;
-            if let Err(e) = &result {
-                tracing::info!("background cache refresh failed: {e}");
-            }
-            this.inner
-                .logging(&mut sub, result.err().as_deref(), &mut ctx)
-                .await;
+            // Failures are answered (to nobody) and logged like any request's.
+            this.handle_request(sub).await;
         });
     }
 

@@ -23,9 +23,27 @@ impl<P: ProxyHttp> HttpProxy<P> {
     /// carry another request.
     pub(crate) async fn process_request(
         self: &Arc<Self>,
-        mut session: Session,
+        session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ConnIo> {
+        let mut session = self.handle_request(session).await;
+        if shutdown.is_shutting_down() {
+            session.set_keepalive_off();
+        }
+        match session.downstream {
+            Downstream::H1(h1) => h1.finish().await,
+            Downstream::H2(h2) => {
+                h2.finish();
+                None
+            }
+            Downstream::Sub(_) => None,
+        }
+    }
+
+    /// Every phase for one request, failures answered and logged; the session comes
+    /// back for its downstream to be finished.
+    pub(crate) async fn handle_request(self: &Arc<Self>, mut session: Session) -> Session {
+        session.set_subrequest_runner(self.clone());
         let mut ctx = self.inner.new_ctx();
         let error = self.run_phases(&mut session, &mut ctx).await.err();
         if let Some(e) = &error {
@@ -45,17 +63,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         self.inner
             .logging(&mut session, error.as_deref(), &mut ctx)
             .await;
-        if shutdown.is_shutting_down() {
-            session.set_keepalive_off();
-        }
-        match session.downstream {
-            Downstream::H1(h1) => h1.finish().await,
-            Downstream::H2(h2) => {
-                h2.finish();
-                None
-            }
-            Downstream::Sub(_) => None,
-        }
+        session
     }
 
     /// The request phases, then the upstream with retries.

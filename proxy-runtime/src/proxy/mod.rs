@@ -154,6 +154,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
     }
 }
 
+impl<P: ProxyHttp> crate::protocols::subrequest::SubrequestRunner for HttpProxy<P> {
+    fn run(
+        self: Arc<Self>,
+        session: Session,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Session> + Send>> {
+        Box::pin(async move { self.handle_request(session).await })
+    }
+}
+
 /// What a new cleartext connection starts with.
 enum Sniffed {
     /// The HTTP/2 connection preface.
