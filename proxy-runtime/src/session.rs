@@ -83,6 +83,8 @@ pub struct Session {
     subrequests: Option<std::sync::Arc<dyn SubrequestRunner>>,
     /// 0 for a client's request; 1 for its subrequests, and so on.
     subrequest_depth: u8,
+    /// A copy of the request going to a second destination.
+    mirror: Option<crate::proxy::mirror::MirrorHandle>,
 }
 
 impl Session {
@@ -136,6 +138,23 @@ impl Session {
     /// Whether this session is a subrequest made from inside the proxy.
     pub fn is_subrequest(&self) -> bool {
         matches!(self.downstream, Downstream::Sub(_))
+    }
+
+    /// Send a copy of this request, body included, to `peer` as well (shadow
+    /// traffic). The copy never slows this request down: a mirror that falls behind is
+    /// cut off. Call it before the body is read on (e.g. from `request_filter`); its
+    /// response is dropped, its outcome is [`Session::mirror_outcome`].
+    pub fn mirror_to(&mut self, peer: &crate::upstream::HttpPeer) {
+        let framing = self.h1_framing();
+        let done = self.is_body_done() || self.is_body_empty();
+        let handle =
+            crate::proxy::mirror::start(peer, self.req_header(), framing, &self.retry.chunks, done);
+        self.mirror = Some(handle);
+    }
+
+    /// How the mirrored copy of this request went so far (`None`: not mirrored).
+    pub fn mirror_outcome(&self) -> Option<crate::proxy::mirror::MirrorOutcome> {
+        self.mirror.as_ref().map(|m| m.outcome())
     }
 
     pub(crate) fn set_subrequest_runner(&mut self, runner: std::sync::Arc<dyn SubrequestRunner>) {
@@ -198,6 +217,7 @@ impl Session {
             cache: crate::cache::HttpCache::default(),
             subrequests: None,
             subrequest_depth: 0,
+            mirror: None,
         }
     }
 
@@ -305,6 +325,17 @@ impl Session {
         if let Some(c) = &chunk {
             self.body_bytes_read += c.len() as u64;
             self.retry.record(c);
+        }
+        if self.mirror.is_some() {
+            let ended = chunk.is_none() || self.is_body_done();
+            if let Some(m) = &mut self.mirror {
+                if let Some(c) = &chunk {
+                    m.push(c);
+                }
+                if ended {
+                    m.finish();
+                }
+            }
         }
         Ok(chunk)
     }

@@ -12,6 +12,7 @@ mod cache;
 mod common;
 mod h1;
 mod h2;
+pub mod mirror;
 
 use std::sync::Arc;
 use std::time::Duration;
