@@ -322,6 +322,25 @@ impl Session {
             Downstream::H2(s) => s.read_body().await?,
             Downstream::Sub(s) => s.read_body(),
         };
+        self.took_body(&chunk);
+        Ok(chunk)
+    }
+
+    /// While proxying: the next body piece (with `want_body`), or an error as soon as
+    /// an HTTP/2 client resets its stream. Without `want_body` (or for other
+    /// downstreams), it only waits for such a reset — possibly forever.
+    pub(crate) async fn read_body_or_reset(&mut self, want_body: bool) -> Result<Option<Bytes>> {
+        let chunk = match &mut self.downstream {
+            Downstream::H2(s) => s.read_body_or_reset(want_body).await?,
+            _ if want_body => return self.read_body_for_proxy().await,
+            _ => std::future::pending().await,
+        };
+        self.took_body(&chunk);
+        Ok(chunk)
+    }
+
+    /// Bookkeeping for a body piece the proxy took: counts, retry buffer, mirror.
+    fn took_body(&mut self, chunk: &Option<Bytes>) {
         if let Some(c) = &chunk {
             self.body_bytes_read += c.len() as u64;
             self.retry.record(c);
@@ -337,7 +356,6 @@ impl Session {
                 }
             }
         }
-        Ok(chunk)
     }
 
     /// Body bytes read so far can be sent again (none were lost past the retry buffer).

@@ -235,7 +235,6 @@ async fn continuation_flood_is_cut_off_and_others_are_served() {
 /// client with no open stream keeps any number of upstream requests (and, to an HTTP/1
 /// origin, connections) alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a client's RST_STREAM does not cancel the upstream request (proxy/h2.rs proxy_to_h2_upstream, proxy/h1.rs proxy_to_h1_upstream): reset streams keep upstream requests alive until the peer read timeout"]
 async fn accepted_then_reset_streams_do_not_pile_up_upstream_requests() {
     const STREAMS: u32 = 100;
     let _one = ONE_AT_A_TIME.lock().await;

@@ -347,13 +347,11 @@ async fn client_reset_cancels_the_upstream_request(up: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a client's RST_STREAM does not cancel the upstream request: the proxy waits for the origin (up to the peer read timeout) with nobody to answer (proxy/h2.rs proxy_to_h2_upstream, proxy/h1.rs proxy_to_h1_upstream)"]
 async fn client_reset_cancels_the_h2_upstream_request() {
     client_reset_cancels_the_upstream_request("h2c").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a client's RST_STREAM does not cancel the upstream request: the proxy waits for the origin (up to the peer read timeout) with nobody to answer (proxy/h2.rs proxy_to_h2_upstream, proxy/h1.rs proxy_to_h1_upstream)"]
 async fn client_reset_cancels_the_h1_upstream_request() {
     client_reset_cancels_the_upstream_request("h1").await;
 }

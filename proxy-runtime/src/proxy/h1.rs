@@ -111,8 +111,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
                                 }
                             }
                         }
-                        chunk = session.read_body_for_proxy(), if reading_client => {
+                        // An HTTP/2 client that resets its stream ends the upstream
+                        // request too (without it, resets would pile up requests).
+                        chunk = session.read_body_or_reset(reading_client),
+                            if reading_client || session.is_http2() =>
+                        {
                             let chunk = chunk?;
+                            if !reading_client {
+                                continue;
+                            }
                             let eos = chunk.is_none() || session.is_body_done();
                             self.send_body_piece(session, &mut client, chunk, eos, ctx).await?;
                             req_done = eos;

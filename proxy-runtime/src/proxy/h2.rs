@@ -213,20 +213,27 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let mut response = std::pin::pin!(response);
         let response = loop {
             if req_done {
-                break match lazy_timeout(read_timeout, response.as_mut()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(Error::explain(
-                            ErrorKind::ReadTimedout,
-                            ErrorSource::Upstream,
-                            format!("no response from upstream within {read_timeout:?}"),
-                        ));
+                tokio::select! {
+                    r = lazy_timeout(read_timeout, response.as_mut()) => break match r {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return Err(Error::explain(
+                                ErrorKind::ReadTimedout,
+                                ErrorSource::Upstream,
+                                format!("no response from upstream within {read_timeout:?}"),
+                            ));
+                        }
+                    },
+                    // Only an HTTP/2 client's reset can come out of this.
+                    reset = session.read_body_or_reset(false), if session.is_http2() => {
+                        reset?;
+                        continue;
                     }
-                };
+                }
             }
             tokio::select! {
                 r = response.as_mut() => break r,
-                chunk = session.read_body_for_proxy() => {
+                chunk = session.read_body_or_reset(true) => {
                     let chunk = chunk?;
                     let eos = chunk.is_none() || session.is_body_done();
                     self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
@@ -278,8 +285,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         break;
                     }
                 },
-                chunk = session.read_body_for_proxy(), if !req_done => {
+                chunk = session.read_body_or_reset(!req_done), if !req_done || session.is_http2() => {
                     let chunk = chunk?;
+                    if req_done {
+                        continue;
+                    }
                     let eos = chunk.is_none() || session.is_body_done();
                     self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
                     req_done = eos;

@@ -181,6 +181,73 @@ impl H2ServerSession {
         }
     }
 
+    /// While proxying: the next request body piece (with `want_body`), or an error as
+    /// soon as the client resets the stream — so the upstream request is abandoned
+    /// with it. Without `want_body`, only waits for a reset. Cancel-safe.
+    pub async fn read_body_or_reset(&mut self, want_body: bool) -> Result<Option<Bytes>> {
+        enum Step {
+            Data(Option<std::result::Result<Bytes, h2::Error>>),
+            Reset(h2::Reason),
+        }
+        let want_body = want_body && !self.body_done;
+        let mut reset_known = false;
+        let step = poll_fn(|cx| {
+            if !reset_known {
+                let polled = match self.send.as_mut() {
+                    Some(s) => s.poll_reset(cx),
+                    None => self.respond.poll_reset(cx),
+                };
+                match polled {
+                    std::task::Poll::Ready(Ok(reason)) => {
+                        return std::task::Poll::Ready(Step::Reset(reason));
+                    }
+                    // Nothing more to learn about resets on this stream.
+                    std::task::Poll::Ready(Err(_)) => reset_known = true,
+                    std::task::Poll::Pending => {}
+                }
+            }
+            if want_body && let std::task::Poll::Ready(d) = self.body.poll_data(cx) {
+                return std::task::Poll::Ready(Step::Data(d));
+            }
+            std::task::Poll::Pending
+        });
+        let step = if want_body {
+            match lazy_timeout(self.body_read_timeout, step).await {
+                Ok(s) => s,
+                Err(_) => {
+                    return Err(Error::explain(
+                        ErrorKind::ReadTimedout,
+                        ErrorSource::Downstream,
+                        "request body read timed out",
+                    ));
+                }
+            }
+        } else {
+            step.await
+        };
+        match step {
+            Step::Reset(reason) => Err(Error::explain(
+                ErrorKind::ConnectionClosed,
+                ErrorSource::Downstream,
+                format!("client reset the stream ({reason:?})"),
+            )),
+            Step::Data(Some(Ok(data))) => {
+                let _ = self.body.flow_control().release_capacity(data.len());
+                if self.body.is_end_stream() {
+                    self.finish_body_read().await?;
+                }
+                Ok(Some(data))
+            }
+            Step::Data(Some(Err(e))) => {
+                Err(h2_error(e, ErrorSource::Downstream, "reading request body"))
+            }
+            Step::Data(None) => {
+                self.finish_body_read().await?;
+                Ok(None)
+            }
+        }
+    }
+
     async fn finish_body_read(&mut self) -> Result<()> {
         self.body_done = true;
         match poll_fn(|cx| self.body.poll_trailers(cx)).await {
