@@ -68,6 +68,8 @@ pub struct Upstream {
     pub passive: Option<Passive>,
     /// How often host names are resolved again.
     pub resolve_every: Option<Duration>,
+    /// `h1`, `h2` or `h2_or_h1` (TLS groups).
+    pub alpn: Option<String>,
 }
 
 /// A load-balancing policy.

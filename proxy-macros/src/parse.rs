@@ -52,6 +52,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "h2",
     "passive",
     "resolve_every",
+    "alpn",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -689,6 +690,32 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
     let sni = opts.string("sni", cx).map(|s| s.value());
     let tls = opts.flag("tls", cx);
     let health = opts.value("health", cx).and_then(|e| parse_health(e, cx));
+    let alpn = opts.value("alpn", cx).and_then(|e| {
+        let usage = "`alpn` is `h1`, `h2` or `h2_or_h1` (HTTP/2 preferred, HTTP/1.1 accepted)";
+        let name = match e {
+            Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
+            _ => None,
+        };
+        match name.as_deref() {
+            Some(n @ ("h1" | "h2" | "h2_or_h1")) => Some(n.to_string()),
+            _ => {
+                cx.error_spanned(e, usage);
+                None
+            }
+        }
+    });
+    if alpn.is_some() && !tls {
+        cx.error(
+            opts.key_span("alpn").unwrap_or(ident.span()),
+            "`alpn` needs `tls` (in cleartext, `h2` means HTTP/2 with prior knowledge)",
+        );
+    }
+    if alpn.is_some() && opts.has("h2") {
+        cx.error(
+            opts.key_span("h2").unwrap_or(ident.span()),
+            "`h2` and `alpn` say the same thing twice: keep `alpn` on a `tls` group",
+        );
+    }
     if sni.is_some() && !tls {
         cx.error(
             opts.key_span("sni").unwrap_or(ident.span()),
@@ -713,6 +740,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         tls,
         sni,
         h2: opts.flag("h2", cx),
+        alpn,
         health,
         weights,
         lb: lb.unwrap_or(Lb::RoundRobin),

@@ -482,6 +482,12 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
     let tls = u.tls;
     let sni = opt_tokens(u.sni.as_deref());
     let h2 = u.h2;
+    let alpn = match u.alpn.as_deref() {
+        Some("h1") => quote!(::core::option::Option::Some(#krate::protocols::tls::Alpn::H1)),
+        Some("h2") => quote!(::core::option::Option::Some(#krate::protocols::tls::Alpn::H2)),
+        Some(_) => quote!(::core::option::Option::Some(#krate::protocols::tls::Alpn::H2H1)),
+        None => quote!(::core::option::Option::None),
+    };
     let weights = if u.weights.iter().all(|&w| w == 1) {
         Vec::new()
     } else {
@@ -553,6 +559,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
             tls: #tls,
             sni: #sni,
             h2: #h2,
+            alpn: #alpn,
             health: #health,
             passive: #passive,
             resolve_every: #resolve_every,

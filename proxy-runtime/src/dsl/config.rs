@@ -385,6 +385,7 @@ mod tests {
         health: None,
         passive: None,
         resolve_every: None,
+        alpn: None,
     }];
 
     #[test]

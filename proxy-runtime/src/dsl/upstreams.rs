@@ -206,6 +206,8 @@ pub struct UpstreamSpec {
     pub sni: Option<&'static str>,
     /// Speak HTTP/2 (prior knowledge in cleartext, ALPN `h2` over TLS).
     pub h2: bool,
+    /// The protocols offered by ALPN to a TLS group (overrides `h2`).
+    pub alpn: Option<crate::protocols::tls::Alpn>,
     /// Active health check.
     pub health: Option<HealthSpec>,
     /// Passive health check.
@@ -358,6 +360,10 @@ impl UpstreamGroup {
         options.h2 = spec.h2;
         if spec.h2 && tls {
             options.alpn = crate::protocols::tls::Alpn::H2;
+        }
+        if let Some(alpn) = spec.alpn {
+            options.alpn = alpn;
+            options.h2 = alpn != crate::protocols::tls::Alpn::H1;
         }
         if let Some(t) = overrides {
             options.connect_timeout = t.connect.unwrap_or(options.connect_timeout);
@@ -542,6 +548,7 @@ mod tests {
         health: None,
         passive: None,
         resolve_every: None,
+        alpn: None,
     };
 
     #[test]

@@ -22,11 +22,17 @@ mod secure {
     #[upstream(addrs = ["10.0.0.2:8080"], h2)]
     pub struct Grpc;
 
+    #[upstream(addrs = ["10.0.0.3:443"], tls, alpn = h2_or_h1)]
+    pub struct Either;
+
     #[route(ANY, "/api/{*rest}", to = Api)]
     fn api() {}
 
     #[route(POST, "/grpc.Service/{method}", to = Grpc)]
     fn grpc() {}
+
+    #[route(ANY, "/either/{*rest}", to = Either)]
+    fn either() {}
 }
 
 fn main() {
@@ -38,6 +44,8 @@ fn main() {
     assert!(ups[0].tls && ups[0].h2);
     assert_eq!(ups[0].sni, Some("api.internal"));
     assert!(!ups[1].tls && ups[1].h2);
+    let either = ups.iter().find(|u| u.name == "Either").unwrap();
+    assert_eq!(either.alpn, Some(proxy_runtime::protocols::tls::Alpn::H2H1));
     let conf = secure::config();
     assert_eq!(conf.tls_listen.len(), 2);
 }
