@@ -503,6 +503,7 @@ impl UpstreamGroup {
             tls: self.tls,
             sni: self.sni.clone(),
             options: self.options.clone(),
+            transport: None,
         };
         Ok((peer, pick.index, pick.guard))
     }

@@ -3,8 +3,10 @@
 //! [`Stream`] is a connected byte stream of any transport we speak (TCP, Unix domain
 //! sockets, TLS over either), dispatched by enum rather than by trait object so the hot
 //! read/write path has no virtual calls. [`h1`] is the HTTP/1.x codec on `httparse`;
-//! [`tls`] the `rustls` acceptor and connector.
+//! [`tls`] the `rustls` acceptor and connector. [`custom`] lets a user-defined transport
+//! carry HTTP requests instead (in-process handlers, a framed protocol, tunnels).
 
+pub mod custom;
 pub mod h1;
 pub mod h2;
 pub mod subrequest;

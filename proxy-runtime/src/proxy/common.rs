@@ -120,6 +120,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         .await
                 }
                 UpstreamConn::H2(h2) => self.proxy_to_h2_upstream(session, h2, &peer, ctx).await,
+                UpstreamConn::Custom(exchange) => {
+                    self.proxy_to_custom_upstream(session, exchange, &peer, ctx)
+                        .await
+                }
             };
             let e = match exchanged {
                 Ok(()) => return Ok(()),

@@ -6,10 +6,13 @@
 //!   error handling and logging, hop-by-hop header rules;
 //! - `h1.rs` exchanges a request with an HTTP/1.x origin (and tunnels upgrades);
 //! - `h2.rs` serves HTTP/2 clients and exchanges requests with HTTP/2 origins;
+//! - `custom.rs` exchanges requests over a peer's custom transport
+//!   ([`crate::protocols::custom`]);
 //! - `cache.rs` puts the response cache between the two (see [`crate::cache`]).
 
 mod cache;
 mod common;
+mod custom;
 mod h1;
 mod h2;
 pub mod mirror;

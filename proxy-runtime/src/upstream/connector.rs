@@ -3,7 +3,8 @@
 //! [`Connector::get`] first asks the [`ConnectionPool`] for an idle connection to an
 //! equivalent peer; otherwise it connects (TCP with `TCP_NODELAY`, or a Unix socket)
 //! within the peer's connect timeout. [`Connector::release`] gives a connection whose
-//! exchange ended cleanly back to the pool.
+//! exchange ended cleanly back to the pool. A peer with a custom transport is opened by
+//! its transport instead ([`UpstreamConn::Custom`]), within the same timeout.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use tokio::time::timeout;
 use super::HttpPeer;
 use super::pool::{ConnectionPool, PoolOptions};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::protocols::custom::{CustomExchange, CustomTransport};
 use crate::protocols::h2::client::{H2Connection, H2Pool};
 use crate::protocols::tls::{Alpn, TlsConnector};
 use crate::protocols::{SocketAddress, Stream};
@@ -31,13 +33,16 @@ pub struct Connector {
 /// A gate per peer key, held while that peer's HTTP/2 connection is being opened.
 type ConnectGates = std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>;
 
-/// A connection ready for one request: HTTP/1.x (exclusive) or HTTP/2 (shared).
+/// A connection ready for one request: HTTP/1.x (exclusive), HTTP/2 (shared), or an
+/// exchange over a peer's custom transport.
 #[derive(Debug)]
 pub enum UpstreamConn {
     /// An HTTP/1.x connection.
     H1(Stream),
     /// A shared HTTP/2 connection.
     H2(H2Connection),
+    /// An exchange opened by the peer's [`CustomTransport`].
+    Custom(CustomExchange),
 }
 
 impl Connector {
@@ -67,6 +72,11 @@ impl Connector {
     /// A connection to `peer` for one request, HTTP/1.x or HTTP/2 as the peer's options
     /// and ALPN decide: `(connection, reused)`.
     pub async fn get_conn(&self, peer: &HttpPeer) -> Result<(UpstreamConn, bool)> {
+        if let Some(transport) = &peer.transport {
+            let exchange = open_custom(peer, transport.as_ref()).await?;
+            let reused = exchange.reused;
+            return Ok((UpstreamConn::Custom(exchange), reused));
+        }
         let key = peer.reuse_hash();
         let may_h2 = if peer.tls {
             peer.options.alpn != Alpn::H1
@@ -172,45 +182,79 @@ impl Connector {
     }
 
     async fn connect_transport(&self, peer: &HttpPeer) -> Result<Stream> {
-        let connecting = async {
-            match &peer.address {
-                SocketAddress::Inet(addr) => {
-                    let s = TcpStream::connect(addr).await?;
-                    s.set_nodelay(true)?;
-                    Ok::<_, std::io::Error>(Stream::Tcp(s))
-                }
-                SocketAddress::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            }
-        };
-        match timeout(peer.options.connect_timeout, connecting).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => {
-                let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ErrorKind::ConnectRefused
-                } else {
-                    ErrorKind::ConnectError
-                };
-                Err(Error::because(
-                    kind,
-                    ErrorSource::Upstream,
-                    format!("connecting to {peer}"),
-                    e,
-                ))
-            }
-            Err(_) => Err(Error::explain(
-                ErrorKind::ConnectTimedout,
-                ErrorSource::Upstream,
-                format!(
-                    "connecting to {peer} took longer than {:?}",
-                    peer.options.connect_timeout
-                ),
-            )),
-        }
+        connect_address(&peer.address, peer.options.connect_timeout, peer).await
     }
 
     /// Give a connection whose exchange ended cleanly back to the pool.
     pub fn release(&self, peer: &HttpPeer, stream: Stream) {
         self.pool
             .put(peer.reuse_hash(), stream, peer.options.idle_timeout);
+    }
+}
+
+/// A TCP (with `TCP_NODELAY`) or Unix socket connection to `address` within `limit`;
+/// errors name `label` (the peer).
+pub(crate) async fn connect_address(
+    address: &SocketAddress,
+    limit: std::time::Duration,
+    label: impl std::fmt::Display,
+) -> Result<Stream> {
+    let connecting = async {
+        match address {
+            SocketAddress::Inet(addr) => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(Stream::Tcp(s))
+            }
+            SocketAddress::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    };
+    match timeout(limit, connecting).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                ErrorKind::ConnectRefused
+            } else {
+                ErrorKind::ConnectError
+            };
+            Err(Error::because(
+                kind,
+                ErrorSource::Upstream,
+                format!("connecting to {label}"),
+                e,
+            ))
+        }
+        Err(_) => Err(Error::explain(
+            ErrorKind::ConnectTimedout,
+            ErrorSource::Upstream,
+            format!("connecting to {label} took longer than {limit:?}"),
+        )),
+    }
+}
+
+/// Open an exchange over `peer`'s custom transport within its connect timeout. Every
+/// failure is a connect failure (retryable as such, reported to `fail_to_connect`):
+/// a transport's own connect errors keep their kind and retry decision, any other
+/// error becomes a `ConnectError` that wraps it.
+async fn open_custom(peer: &HttpPeer, transport: &dyn CustomTransport) -> Result<CustomExchange> {
+    let limit = peer.options.connect_timeout;
+    match timeout(limit, transport.open(peer)).await {
+        Ok(Ok(exchange)) => Ok(exchange),
+        Ok(Err(e)) => match e.kind {
+            ErrorKind::ConnectRefused | ErrorKind::ConnectTimedout | ErrorKind::ConnectError => {
+                Err(e)
+            }
+            _ => Err(Error::because(
+                ErrorKind::ConnectError,
+                ErrorSource::Upstream,
+                format!("opening an exchange with {peer}"),
+                e,
+            )),
+        },
+        Err(_) => Err(Error::explain(
+            ErrorKind::ConnectTimedout,
+            ErrorSource::Upstream,
+            format!("opening an exchange with {peer} took longer than {limit:?}"),
+        )),
     }
 }

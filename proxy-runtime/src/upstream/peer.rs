@@ -3,14 +3,17 @@
 //! A peer names an address (IP or Unix path), the scheme, the TLS identity (SNI and
 //! verification — carried now, used once upstream TLS lands), and per-peer timeouts. Two
 //! peers whose connections are interchangeable have the same [`HttpPeer::reuse_hash`],
-//! which keys the connection pool.
+//! which keys the connection pool. A peer may also carry a [`CustomTransport`]: its
+//! requests then go through that transport instead of HTTP/1 or HTTP/2 on a socket.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
+use crate::protocols::custom::CustomTransport;
 
 /// A fast, non-cryptographic hasher (the "Fx" multiply-rotate scheme): pool keys are
 /// computed per request and never come from untrusted input alone.
@@ -96,7 +99,10 @@ impl Default for PeerOptions {
 }
 
 /// One upstream destination for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two peers are equal when every field is, and their transports (if any) are the
+/// same transport value (`Arc::ptr_eq`).
+#[derive(Debug, Clone)]
 pub struct HttpPeer {
     /// Where to connect.
     pub address: SocketAddress,
@@ -106,7 +112,36 @@ pub struct HttpPeer {
     pub sni: String,
     /// Timeouts and options.
     pub options: PeerOptions,
+    /// A user-defined transport that carries this peer's requests instead of HTTP on
+    /// a socket (see [`crate::protocols::custom`]). Share one value (clone the `Arc`)
+    /// for all requests: what it pools lives inside it.
+    pub transport: Option<Arc<dyn CustomTransport>>,
 }
+
+impl PartialEq for HttpPeer {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let HttpPeer {
+            address,
+            tls,
+            sni,
+            options,
+            transport,
+        } = self;
+        let same_transport = match (transport, &other.transport) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        *address == other.address
+            && *tls == other.tls
+            && *sni == other.sni
+            && *options == other.options
+            && same_transport
+    }
+}
+
+impl Eq for HttpPeer {}
 
 impl HttpPeer {
     /// A peer at `address` (see [`ToPeerAddress`]: a `SocketAddr`, `"ip:port"`,
@@ -117,6 +152,7 @@ impl HttpPeer {
             tls,
             sni: sni.into(),
             options: PeerOptions::default(),
+            transport: None,
         })
     }
 
@@ -127,7 +163,31 @@ impl HttpPeer {
             tls: false,
             sni: String::new(),
             options: PeerOptions::default(),
+            transport: None,
         }
+    }
+
+    /// A peer reached through `transport` only, named `name` (the default `Host` of
+    /// requests that have none, and what logs show: `custom://name`). Its address is
+    /// the unspecified `0.0.0.0:0`: the transport decides where requests go.
+    pub fn custom(name: impl Into<String>, transport: Arc<dyn CustomTransport>) -> Self {
+        HttpPeer {
+            address: SocketAddress::Inet(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            tls: false,
+            sni: name.into(),
+            options: PeerOptions::default(),
+            transport: Some(transport),
+        }
+    }
+
+    /// This peer, reached through `transport` (which may use the peer's address, as
+    /// [`FramedTransport::at_peer_address`] does): how a load-balanced group's pick
+    /// becomes a custom peer.
+    ///
+    /// [`FramedTransport::at_peer_address`]: crate::protocols::custom::framed::FramedTransport::at_peer_address
+    pub fn with_transport(mut self, transport: Arc<dyn CustomTransport>) -> Self {
+        self.transport = Some(transport);
+        self
     }
 
     /// The key of the connection pool: equal for peers whose connections can be shared.
@@ -144,6 +204,10 @@ impl HttpPeer {
             self.options.alpn.hash(&mut h);
         }
         self.options.h2.hash(&mut h);
+        if let Some(t) = &self.transport {
+            // The transport's identity: its connections are its own.
+            (Arc::as_ptr(t).cast::<()>() as usize).hash(&mut h);
+        }
         h.finish()
     }
 
@@ -183,6 +247,13 @@ impl HttpPeer {
 
 impl std::fmt::Display for HttpPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.transport.is_some() {
+            return if self.sni.is_empty() {
+                write!(f, "custom://{}", self.address)
+            } else {
+                write!(f, "custom://{}", self.sni)
+            };
+        }
         write!(
             f,
             "{}{}",
@@ -287,5 +358,29 @@ mod tests {
                 .unwrap()
                 .reuse_hash()
         );
+    }
+
+    #[test]
+    fn custom_peers_are_told_apart_by_their_transport() {
+        use crate::protocols::custom::framed::FramedTransport;
+        let t1: Arc<dyn CustomTransport> = Arc::new(FramedTransport::unix("/tmp/a"));
+        let t2: Arc<dyn CustomTransport> = Arc::new(FramedTransport::unix("/tmp/a"));
+        let a = HttpPeer::custom("api", t1.clone());
+        let b = HttpPeer::custom("api", t1);
+        let c = HttpPeer::custom("api", t2.clone());
+        assert_eq!(a, b);
+        assert_eq!(a.reuse_hash(), b.reuse_hash());
+        assert_ne!(a, c);
+        assert_ne!(a.reuse_hash(), c.reuse_hash());
+        let plain = HttpPeer::new("0.0.0.0:0", false, "api").unwrap();
+        assert_ne!(plain, a);
+        assert_ne!(plain.reuse_hash(), a.reuse_hash());
+        assert_eq!(a.to_string(), "custom://api");
+        assert_eq!(a.default_host(), "api");
+        let lb = HttpPeer::new("10.0.0.1:80", false, "")
+            .unwrap()
+            .with_transport(t2);
+        assert_eq!(lb.to_string(), "custom://10.0.0.1:80");
+        assert!(format!("{lb:?}").contains("FramedTransport"));
     }
 }
