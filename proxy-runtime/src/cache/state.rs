@@ -12,11 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 
+use super::CacheKey;
 use super::key::{ObjectKey, PrimaryKey};
 use super::lock::{CacheLock, WriteLock};
 use super::range::RangeBody;
 use super::storage::{Fill, Hit, MemoryStorage, Storage};
-use super::{CacheKey, CacheMeta};
 
 /// How the cache behaves, whatever the response says.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ pub(crate) enum ClientView {
     #[default]
     Whole,
     /// Only some byte ranges (a `Range` request answered by the cache).
-    Ranges(RangeBody),
+    Ranges(Box<RangeBody>),
     /// Nothing more: the client already has its answer (a `304`, or a response served
     /// from the cache); the origin's body only feeds the cache.
     Nothing,
@@ -174,19 +174,17 @@ pub(crate) enum ClientView {
 #[derive(Debug, Default)]
 pub struct HttpCache {
     pub(crate) cache: Option<Arc<Cache>>,
-    pub(crate) overrides: CacheOverrides,
-    pub(crate) key: Option<CacheKey>,
+    pub(crate) overrides: Option<Box<CacheOverrides>>,
+    pub(crate) key: Option<Box<CacheKey>>,
     pub(crate) primary: Option<PrimaryKey>,
     pub(crate) status: Option<CacheStatus>,
     /// A stored object that is not fresh: revalidated, or served if the origin fails.
-    pub(crate) stale: Option<(ObjectKey, Hit)>,
+    pub(crate) stale: Option<Box<(ObjectKey, Hit)>>,
     /// Send validators of `stale` upstream.
     pub(crate) revalidate: bool,
     /// This request fetches for everyone waiting on the URL.
-    pub(crate) write_lock: Option<WriteLock>,
+    pub(crate) write_lock: Option<Box<WriteLock>>,
     pub(crate) fill: Option<Box<dyn Fill>>,
-    pub(crate) fill_key: Option<ObjectKey>,
-    pub(crate) fill_meta: Option<CacheMeta>,
     pub(crate) client: ClientView,
     /// The client left during a fill: the fill goes on, writes to it stop.
     pub(crate) client_gone: bool,
@@ -239,12 +237,21 @@ impl HttpCache {
 
     /// Limits on how this request's response is cached.
     pub fn set_overrides(&mut self, overrides: CacheOverrides) {
-        self.overrides = overrides;
+        self.overrides = Some(Box::new(overrides));
     }
 
     /// The limits set for this request.
     pub fn overrides(&self) -> &CacheOverrides {
-        &self.overrides
+        const NONE: CacheOverrides = CacheOverrides {
+            ttl: None,
+            force_ttl: false,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            max_size: None,
+            lock_timeout: None,
+            vary: &[],
+        };
+        self.overrides.as_deref().unwrap_or(&NONE)
     }
 
     /// What the cache did, once decided.
@@ -254,7 +261,7 @@ impl HttpCache {
 
     /// This request's cache key, once computed.
     pub fn key(&self) -> Option<&CacheKey> {
-        self.key.as_ref()
+        self.key.as_deref()
     }
 
     /// Whether this session is a background refresh made by the cache.
@@ -270,7 +277,6 @@ impl HttpCache {
     /// Stop the fill (too large, or the response failed) and let waiters fetch.
     pub(crate) fn abandon_fill(&mut self) {
         self.fill = None;
-        self.fill_meta = None;
         self.write_lock = None;
     }
 }

@@ -57,7 +57,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let mut key = self.inner.cache_key_callback(session, ctx)?;
         key.extra.extend(session.cache.key_parts.iter().cloned());
         let primary = PrimaryKey::of(&key);
-        session.cache.key = Some(key);
+        session.cache.key = Some(Box::new(key));
         session.cache.primary = Some(primary);
         if self.inner.is_purge(session, ctx) {
             self.cache_purge(session, ctx, primary).await?;
@@ -81,7 +81,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 Lookup::Wait(lock) => {
                     let timeout = session
                         .cache
-                        .overrides
+                        .overrides()
                         .lock_timeout
                         .unwrap_or(cache.options.lock_timeout);
                     if lock.wait(timeout).await == WaitOutcome::TimedOut {
@@ -121,7 +121,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             session.cache.status = Some(CacheStatus::Miss);
             return Ok(match cache.lock.lock(primary) {
                 Locked::Writer(w) => {
-                    session.cache.write_lock = Some(w);
+                    session.cache.write_lock = Some(Box::new(w));
                     Lookup::Fetch
                 }
                 Locked::Reader(r) => Lookup::Wait(r),
@@ -141,7 +141,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         // Stale (or the client wants it validated): revalidate, maybe serving it
         // stale meanwhile.
-        session.cache.stale = Some((key, hit.clone()));
+        session.cache.stale = Some(Box::new((key, hit.clone())));
         let swr = !forced_expired
             && !req_cc.no_cache
             && hit.meta.serves_stale_while_revalidate(now)
@@ -158,7 +158,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         session.cache.revalidate = true;
         Ok(match cache.lock.lock(primary) {
             Locked::Writer(w) => {
-                session.cache.write_lock = Some(w);
+                session.cache.write_lock = Some(Box::new(w));
                 Lookup::Fetch
             }
             Locked::Reader(r) => Lookup::Wait(r),
@@ -173,11 +173,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
         req.remove_header(header::TRANSFER_ENCODING);
         let mut sub = Session::new_subrequest(req, Vec::new(), 0, session.client_addr().cloned());
         sub.cache.cache = session.cache.cache.clone();
-        sub.cache.overrides = session.cache.overrides;
+        sub.cache.overrides = session.cache.overrides.clone();
         sub.cache.stale = session.cache.stale.clone();
         sub.cache.revalidate = true;
         sub.cache.refresh = true;
-        sub.cache.write_lock = Some(lock);
+        sub.cache.write_lock = Some(Box::new(lock));
         let this = self.clone();
         tokio::spawn(async move {
             // Failures are answered (to nobody) and logged like any request's.
@@ -321,7 +321,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             .stale
             .as_ref()
             .filter(|_| session.cache.revalidate)
-            .map(|(_, hit)| &hit.meta.header);
+            .map(|b| &b.1.meta.header);
         prepare_upstream_request(req, stale);
     }
 
@@ -351,7 +351,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         if status == 304
             && session.cache.revalidate
-            && let Some((key, hit)) = session.cache.stale.clone()
+            && let Some((key, hit)) = session.cache.stale.clone().map(|b| *b)
         {
             let mut meta = (*hit.meta).clone();
             let now = SystemTime::now();
@@ -369,7 +369,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             return Ok(true);
         }
         if status >= 500
-            && let Some((_, hit)) = session.cache.stale.clone()
+            && let Some((_, hit)) = session.cache.stale.clone().map(|b| *b)
             && hit.meta.serves_stale_if_error(SystemTime::now())
             && self.inner.should_serve_stale(
                 session,
@@ -403,7 +403,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 };
                 let max = session
                     .cache
-                    .overrides
+                    .overrides()
                     .max_size
                     .unwrap_or(cache.options.max_object)
                     .min(cache.options.max_object);
@@ -414,9 +414,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     tracing::debug!("response too large for the cache");
                     session.cache.write_lock = None;
                 } else {
-                    session.cache.fill = Some(cache.storage.begin_fill(key, (*meta).clone(), max));
-                    session.cache.fill_key = Some(key);
-                    session.cache.fill_meta = Some(*meta);
+                    session.cache.fill = Some(cache.storage.begin_fill(key, *meta, max));
                 }
             }
             RespCacheable::Uncacheable(reason) => {
@@ -477,7 +475,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     session.cache.client = if done {
                         ClientView::Nothing
                     } else {
-                        ClientView::Ranges(body)
+                        ClientView::Ranges(Box::new(body))
                     };
                     return Ok((head, done));
                 }
@@ -552,7 +550,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         ctx: &mut P::CTX,
         e: &Error,
     ) -> Result<bool> {
-        let Some((_, hit)) = session.cache.stale.clone() else {
+        let Some((_, hit)) = session.cache.stale.clone().map(|b| *b) else {
             return Ok(false);
         };
         if session.response_written().is_some()
@@ -591,7 +589,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             };
             let other = CacheKey {
                 path_and_query: path,
-                ..key.clone()
+                ..(**key).clone()
             };
             purged |= cache.storage.purge(PrimaryKey::of(&other));
         }
