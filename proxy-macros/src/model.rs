@@ -70,6 +70,8 @@ pub struct Upstream {
     pub resolve_every: Option<Duration>,
     /// `h1`, `h2` or `h2_or_h1` (TLS groups).
     pub alpn: Option<String>,
+    /// `transport = <expr>`: a value implementing `CustomTransport`.
+    pub transport: Option<syn::Expr>,
 }
 
 /// A load-balancing policy.

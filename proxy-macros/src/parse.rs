@@ -53,6 +53,7 @@ const UPSTREAM_OPTIONS: &[&str] = &[
     "passive",
     "resolve_every",
     "alpn",
+    "transport",
 ];
 const ROUTE_OPTIONS: &[&str] = &[
     "to",
@@ -621,7 +622,13 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
     }
     let mut addrs = Vec::new();
     let mut weights = Vec::new();
+    let transport = opts.value("transport", cx).cloned();
     match opts.list("addrs", cx) {
+        // A custom transport needs no address (an in-process handler has none).
+        None if !opts.has("addrs") && transport.is_some() => {
+            addrs.push("0.0.0.0:0".to_string());
+            weights.push(1);
+        }
         None if !opts.has("addrs") => {
             cx.error(
                 ident.span(),
@@ -741,6 +748,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
         sni,
         h2: opts.flag("h2", cx),
         alpn,
+        transport,
         health,
         weights,
         lb: lb.unwrap_or(Lb::RoundRobin),

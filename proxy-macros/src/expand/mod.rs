@@ -222,6 +222,21 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         }
     };
 
+    // Custom transports: each expression must implement `CustomTransport` (the error
+    // points at it otherwise).
+    let transports = decl
+        .upstreams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let expr = u.transport.as_ref()?;
+            let span = expr.span();
+            let checked = quote_spanned! {span=>
+                #krate::dsl::upstreams::transport_of(#expr)
+            };
+            Some(quote! { __upstreams[#i].set_transport(#checked); })
+        })
+        .collect::<Vec<_>>();
     let limit_specs = decl
         .routes
         .iter()
@@ -301,6 +316,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
                     let __timeouts = conf.upstream_options.get(__spec.name);
                     __upstreams.push(#krate::dsl::UpstreamGroup::build_with(__spec, __addrs, __timeouts)?);
                 }
+                #(#transports)*
                 let __limiters = __LIMITS.iter().map(|l| l.limiter()).collect();
                 // A response cache when routes declare a policy (`cache_size = 0`: none).
                 let __cache = match conf.cache_size {

@@ -247,6 +247,17 @@ pub struct UpstreamGroup {
     sni: String,
     /// Retries for routes to this group.
     pub retries: Option<u32>,
+    /// A custom transport carrying the group's requests (see
+    /// [`crate::protocols::custom`]).
+    transport: Option<Arc<dyn crate::protocols::custom::CustomTransport>>,
+}
+
+/// A declared `transport = <expr>`, as the group keeps it; the bound is the
+/// compile-time check that the expression is a transport.
+pub fn transport_of<T: crate::protocols::custom::CustomTransport>(
+    transport: T,
+) -> Arc<dyn crate::protocols::custom::CustomTransport> {
+    Arc::new(transport)
 }
 
 /// Resolve one address string (at start-up: `host:port` may block on DNS).
@@ -413,6 +424,7 @@ impl UpstreamGroup {
             health,
             discovery: std::sync::Mutex::new(discovery),
             tasks_started: AtomicBool::new(false),
+            transport: None,
             options,
             tls,
             sni,
@@ -461,6 +473,12 @@ impl UpstreamGroup {
         }
     }
 
+    /// Carry this group's requests over `transport` instead of HTTP/1 or HTTP/2 on a
+    /// socket (the DSL's `transport = ...`).
+    pub fn set_transport(&mut self, transport: Arc<dyn crate::protocols::custom::CustomTransport>) {
+        self.transport = Some(transport);
+    }
+
     /// The live balancer (for tools and tests).
     pub fn balancer(&self) -> &Arc<LoadBalancer> {
         &self.balancer
@@ -503,7 +521,7 @@ impl UpstreamGroup {
             tls: self.tls,
             sni: self.sni.clone(),
             options: self.options.clone(),
-            transport: None,
+            transport: self.transport.clone(),
         };
         Ok((peer, pick.index, pick.guard))
     }
