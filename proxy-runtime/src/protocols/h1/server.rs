@@ -98,7 +98,7 @@ pub async fn read_request(
                     reason = e.reason,
                     "rejected request head"
                 );
-                reject(io, &e).await;
+                Box::pin(reject(io, &e)).await;
                 return ReadOutcome::Closed;
             }
         }
@@ -126,7 +126,7 @@ pub async fn read_request(
                     reason = e.reason,
                     "rejected request head"
                 );
-                reject(io, &e).await;
+                Box::pin(reject(io, &e)).await;
                 return ReadOutcome::Closed;
             }
         }
