@@ -42,7 +42,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         builder
             .max_concurrent_streams(o.max_concurrent_streams)
             .initial_window_size(o.initial_window_size)
-            .initial_connection_window_size(o.initial_connection_window_size)
+            .initial_connection_window_size(o.effective_connection_window())
             .max_header_list_size(o.max_header_list_size)
             .max_pending_accept_reset_streams(o.max_pending_accept_reset_streams)
             .max_local_error_reset_streams(Some(o.max_local_error_reset_streams))

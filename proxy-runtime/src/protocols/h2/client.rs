@@ -55,8 +55,13 @@ impl H2Connection {
             // over the real limit would be refused, and a refused request whose body
             // no longer fits the retry buffer cannot be sent again.
             .initial_max_send_streams(1)
-            .initial_window_size(1 << 20)
-            .initial_connection_window_size(2 << 20)
+            // Responses are read as fast as their clients take them; one slow client
+            // must not stall the other streams sharing this connection. So only the
+            // stream windows hold the origin back, and the connection window is the
+            // largest there is: what is held per connection stays bounded by the
+            // stream window times the streams open.
+            .initial_window_size(256 << 10)
+            .initial_connection_window_size(super::MAX_WINDOW)
             .max_header_list_size(64 << 10)
             .handshake::<_, Bytes>(stream)
             .await
