@@ -10,6 +10,7 @@ mod h2common;
 use h2common::*;
 use proxy_runtime::prelude::HttpPeer;
 use proxy_runtime::proxy::ProxyOptions;
+use tokio::io::AsyncWriteExt;
 
 const STREAMS: usize = 100;
 const ORIGIN_STREAM_LIMIT: u32 = 10;
@@ -352,4 +353,92 @@ async fn client_reset_cancels_the_h2_upstream_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reset_cancels_the_h1_upstream_request() {
     client_reset_cancels_the_upstream_request("h1").await;
+}
+
+/// Slow clients must not stall the other streams of a shared upstream HTTP/2
+/// connection. Three HTTP/1.1 clients, each on its own connection with a small socket
+/// receive buffer (and the proxy's client-side sockets with a small send buffer), ask
+/// an h2c origin for 8 MiB and never read: their responses stop at the proxy, and the
+/// DATA the proxy has received but cannot forward stays counted against the upstream
+/// connection's flow-control window. A fourth client then asks for 1000 bytes on the
+/// same upstream connection and must get them, complete and correct — the stalled
+/// streams may hold back the origin only through their own stream windows, never by
+/// using up the connection window the other streams need. (With a connection window of
+/// twice the stream window, two stalled clients block every stream on the connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_do_not_block_other_streams_on_the_shared_h2_upstream() {
+    const STALLED: usize = 3;
+    const BIG: u64 = 8 << 20;
+    const SMALL: u64 = 1000;
+    let pki = Pki::new("stalled");
+    let origin = TestOrigin::start(OriginConfig::plain(Proto::H2)).await;
+    let proxy = run_proxy_on(
+        RouteProxy::new([("h2c".to_string(), origin.peer(&pki))]),
+        small_sndbuf_listener(),
+        None,
+        |b| b,
+    )
+    .await;
+
+    // The stalled clients: a request for a large body, then no reading at all.
+    let mut stalled = Vec::new();
+    for i in 0..STALLED {
+        let mut sock = tcp_small_rcvbuf(proxy.plain).await;
+        let req = format!("GET /stalled/{i}?n={BIG} HTTP/1.1\r\nHost: {PROXY_NAME}\r\n\r\n");
+        bounded(
+            "sending a stalled client's request",
+            sock.write_all(req.as_bytes()),
+        )
+        .await
+        .unwrap();
+        stalled.push(sock);
+    }
+    wait_until(
+        "the origin to receive the stalled clients' requests",
+        || origin.requests() == STALLED,
+    )
+    .await;
+    // Each response has started to reach its client (peeked at, not read).
+    for sock in &stalled {
+        let mut first = [0u8; 1];
+        let n = bounded(
+            "a stalled client's response to arrive",
+            sock.peek(&mut first),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "a stalled client's connection was closed");
+    }
+
+    // Another client, another stream on the same upstream connection. (Its exchange
+    // runs in a task so that a stall fails the test with one message, whichever of its
+    // bounded waits gives up first.)
+    let mut c = DownClient::connect(Down::H1, &proxy, &pki).await;
+    let small = tokio::spawn(async move {
+        c.exchange(&Exchange::get(format!("/small?n={SMALL}")))
+            .await
+    });
+    let out = match tokio::time::timeout(SAFETY, small).await {
+        Ok(Ok(out)) => out,
+        stuck => panic!(
+            "a small response behind {STALLED} stalled clients did not come through the \
+             shared upstream HTTP/2 connection ({stuck:?}; proxy errors: {:?})",
+            proxy.app().errors()
+        ),
+    };
+    assert!(out.complete, "{out:?}");
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(out.body.len, SMALL, "{out:?}");
+    assert_eq!(out.body.hex(), pattern_sum(SMALL), "{out:?}");
+    assert_eq!(
+        origin.requests(),
+        STALLED + 1,
+        "one origin request per client"
+    );
+    assert_eq!(
+        origin.accepts(),
+        1,
+        "every stream shares one upstream HTTP/2 connection"
+    );
+    drop(stalled);
 }
