@@ -59,8 +59,8 @@ pub mod prelude {
     };
     pub use crate::proxy_trait::{FailToProxy, ProxyHttp};
     pub use crate::server::{
-        HttpProxyService, HttpProxyServiceBuilder, Server, ServerConf, http_proxy_service,
-        http_proxy_service_with_name,
+        HttpProxyService, HttpProxyServiceBuilder, RuntimeLayout, Server, ServerConf,
+        http_proxy_service, http_proxy_service_with_name,
     };
     pub use crate::session::Session;
     pub use crate::upstream::{HttpPeer, LoadBalancer, PeerOptions};

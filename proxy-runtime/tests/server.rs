@@ -1,5 +1,6 @@
-//! The server around a proxy: Unix domain sockets on both sides, and graceful shutdown
-//! (stop accepting, close idle connections, let in-flight requests finish).
+//! The server around a proxy: Unix domain sockets on both sides, graceful shutdown
+//! (stop accepting, close idle connections, let in-flight requests finish), and the
+//! per-core runtime layout (a listener per worker with `SO_REUSEPORT`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -209,4 +210,126 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_closes_the_rest() {
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
     let _ = get;
+}
+
+/// Records the worker thread that ran each request.
+struct ThreadRecorder {
+    peer: HttpPeer,
+    threads: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl ProxyHttp for ThreadRecorder {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<HttpPeer> {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        self.threads.lock().unwrap().insert(name);
+        Ok(self.peer.clone())
+    }
+}
+
+/// The per-core layout with two workers: TCP connections are spread by the kernel
+/// over the workers' own `SO_REUSEPORT` listeners (64 fresh connections all landing
+/// on one worker has probability 2^-63), a Unix socket is shared by both, and at
+/// shutdown every listener closes and the worker threads end.
+#[tokio::test]
+async fn per_core_workers_each_accept_on_their_own_listener() {
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = origin.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = origin.accept().await.unwrap();
+            tokio::spawn(tiny_origin_conn(
+                s,
+                Arc::new(Notify::new()),
+                Arc::new(Notify::new()),
+            ));
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("proxy-percore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let uds = dir.join("proxy.sock");
+
+    let threads = Arc::new(std::sync::Mutex::new(Default::default()));
+    let recorder = ThreadRecorder {
+        peer: HttpPeer::new(origin_addr, false, "").unwrap(),
+        threads: threads.clone(),
+    };
+    let service = HttpProxyServiceBuilder::new(recorder)
+        .listen_tcp("127.0.0.1:0")
+        .listen_uds(&uds)
+        .build();
+    let conf = ServerConf {
+        threads: 2,
+        runtime: RuntimeLayout::PerCore,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new(conf);
+    server.add_service(service);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let server_thread = std::thread::Builder::new()
+        .name("proxy-worker-0".into())
+        .spawn(move || {
+            server.run_until(
+                async move {
+                    let _ = stop_rx.await;
+                },
+                |addrs| {
+                    let _ = bound_tx.send(addrs.to_vec());
+                },
+            )
+        })
+        .unwrap();
+    let bound = tokio::time::timeout(SAFETY, bound_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let tcp = bound
+        .iter()
+        .find_map(|a| match a {
+            proxy_runtime::protocols::SocketAddress::Inet(a) => Some(*a),
+            _ => None,
+        })
+        .expect("a TCP address");
+
+    for _ in 0..64 {
+        let mut c = Client::connect(tcp).await;
+        c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let resp = c.read_response().await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text(), "done");
+    }
+    let seen = threads.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["proxy-worker-0", "proxy-worker-1"],
+        "both workers accept TCP connections, each on its own thread"
+    );
+
+    for _ in 0..4 {
+        let mut c = tokio::net::UnixStream::connect(&uds).await.unwrap();
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(SAFETY, c.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    }
+
+    stop_tx.send(()).unwrap();
+    let result = tokio::task::spawn_blocking(move || server_thread.join().unwrap())
+        .await
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        std::net::TcpStream::connect(tcp).is_err(),
+        "every worker's listener is closed after shutdown"
+    );
+    assert!(!uds.exists(), "the Unix socket file is removed at shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
 }

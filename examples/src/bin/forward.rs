@@ -77,6 +77,11 @@ struct Args {
     /// How long an idle upstream connection stays pooled, in seconds (0: no pooling).
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     idle_timeout: Duration,
+    /// Runtime layout: `work_stealing` (one multi-threaded runtime) or `per_core` (one
+    /// single-threaded runtime per worker thread, each with its own `SO_REUSEPORT`
+    /// listener)
+    #[arg(long, default_value = "work_stealing")]
+    runtime: proxy_runtime::server::RuntimeLayout,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -126,7 +131,10 @@ fn main() {
                 .unwrap_or_else(|e| fail(&e));
         }
     }
-    let mut server_conf = ServerConf::default();
+    let mut server_conf = ServerConf {
+        runtime: args.runtime,
+        ..ServerConf::default()
+    };
     if let Some(t) = args.threads {
         server_conf.threads = t;
     }

@@ -82,6 +82,10 @@ struct Cli {
     /// Worker threads.
     #[arg(long)]
     threads: Option<usize>,
+    /// Runtime layout: `work_stealing` (one multi-threaded runtime) or `per_core` (one
+    /// single-threaded runtime per worker thread with its own `SO_REUSEPORT` listener).
+    #[arg(long)]
+    runtime: Option<crate::server::RuntimeLayout>,
     /// Print the route table and exit.
     #[arg(long)]
     print_routes: bool,
@@ -161,9 +165,12 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
         print!("{}", spec.routes);
         std::process::exit(0);
     }
-    let conf = spec
+    let mut conf = spec
         .config(cli.config.as_deref(), &cli.listen, cli.threads)
         .unwrap_or_else(|e| fail(e));
+    if cli.runtime.is_some() {
+        conf.runtime = cli.runtime;
+    }
     init_logging(conf.log.as_deref());
     let proxy = build(&conf).unwrap_or_else(|e| fail(e));
     if cli.check {
@@ -179,6 +186,9 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
     }
     if let Some(g) = conf.grace_period {
         server_conf.grace_period = g;
+    }
+    if let Some(r) = conf.runtime {
+        server_conf.runtime = r;
     }
     let mut server = Server::new(server_conf);
     server.add_service(spec.service(proxy, &conf).unwrap_or_else(|e| fail(e)));

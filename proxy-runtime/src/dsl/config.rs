@@ -6,6 +6,7 @@
 //! listen = ["0.0.0.0:8080"]
 //! tls_listen = [{ addr = "0.0.0.0:8443", cert = "/etc/edge/cert.pem", key = "/etc/edge/key.pem" }]
 //! threads = 4
+//! runtime = "per_core"
 //! grace_period = "10s"
 //! log = "info"
 //! keepalive_timeout = "75s"
@@ -55,6 +56,8 @@ pub struct ConfigFile {
     pub tls_listen: Option<Vec<TlsListenFile>>,
     /// Worker threads.
     pub threads: Option<usize>,
+    /// Runtime layout: `"work_stealing"` or `"per_core"`.
+    pub runtime: Option<Spanned<String>>,
     /// Grace period for shutdown (`"10s"`).
     pub grace_period: Option<Spanned<String>>,
     /// Log filter (`"info"`, `"proxy_runtime=debug"`); `RUST_LOG` wins.
@@ -148,6 +151,8 @@ pub struct ProxyConfig {
     pub tls_listen: Vec<(String, crate::protocols::tls::TlsServerSettings)>,
     /// Worker threads (`None`: one per core).
     pub threads: Option<usize>,
+    /// Runtime layout (`None`: the server's default, work stealing).
+    pub runtime: Option<crate::server::RuntimeLayout>,
     /// Shutdown grace period.
     pub grace_period: Option<Duration>,
     /// Log filter.
@@ -231,6 +236,15 @@ impl ProxyConfig {
                 )));
             }
             self.threads = Some(t);
+        }
+        if let Some(r) = &file.runtime {
+            let layout = r.get_ref().parse().map_err(|e| {
+                ConfigError(format!(
+                    "{path}:{}: key `runtime`: {e}",
+                    line_of(r.span().start)
+                ))
+            })?;
+            self.runtime = Some(layout);
         }
         if let Some(g) = &file.grace_period {
             self.grace_period = Some(duration(g, "grace_period")?);
@@ -420,6 +434,26 @@ mod tests {
             .apply_file_text("edge.toml", "listn = []\n", UPSTREAMS)
             .unwrap_err();
         assert!(e.0.contains("line 1") && e.0.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn runtime_layout_from_the_file() {
+        let mut c = ProxyConfig::declared(&["0.0.0.0:80"], None, None);
+        assert_eq!(c.runtime, None);
+        c.apply_file_text("edge.toml", "runtime = \"per_core\"\n", UPSTREAMS)
+            .unwrap();
+        assert_eq!(c.runtime, Some(crate::server::RuntimeLayout::PerCore));
+        let e = c
+            .apply_file_text(
+                "edge.toml",
+                "threads = 2\nruntime = \"per_thread\"\n",
+                UPSTREAMS,
+            )
+            .unwrap_err();
+        assert!(
+            e.0.starts_with("edge.toml:2: key `runtime`: unknown runtime layout `per_thread`"),
+            "{e}"
+        );
     }
 
     #[test]

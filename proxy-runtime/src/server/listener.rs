@@ -60,6 +60,85 @@ impl Listener {
         }
     }
 
+    /// Bind `addr` `count` times with `SO_REUSEPORT`, one listening socket per worker
+    /// of the per-core layout (the kernel spreads new connections between them). A
+    /// Unix socket, or a `count` of 1, is bound once, as [`Listener::bind`] does.
+    pub async fn bind_per_worker(addr: &ListenAddr, count: usize) -> Result<Vec<Self>> {
+        let ListenAddr::Tcp(a) = addr else {
+            return Ok(vec![Listener::bind(addr).await?]);
+        };
+        if count <= 1 {
+            return Ok(vec![Listener::bind(addr).await?]);
+        }
+        let fail = |e: io::Error| {
+            Error::because(
+                ErrorKind::Config,
+                ErrorSource::Internal,
+                format!("cannot listen on {addr}"),
+                e,
+            )
+        };
+        let mut resolved = tokio::net::lookup_host(a.as_str()).await.map_err(fail)?;
+        let Some(mut at) = resolved.next() else {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the address resolves to nothing",
+            )));
+        };
+        let mut listeners = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = if at.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(fail)?;
+            socket.set_reuseaddr(true).map_err(fail)?;
+            socket.set_reuseport(true).map_err(fail)?;
+            socket.bind(at).map_err(fail)?;
+            let listener = socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+            // Port 0 asked for: the others join the port the first one got.
+            at = listener.local_addr().map_err(fail)?;
+            listeners.push(Listener::Tcp(listener));
+        }
+        Ok(listeners)
+    }
+
+    /// Move this TCP listener to the runtime `to` (its accept loop will run there).
+    pub fn move_to(self, to: &tokio::runtime::Handle) -> io::Result<Self> {
+        if let Listener::Unix(..) = self {
+            // Dropping the original would remove the socket file: Unix listeners are
+            // shared ([`Listener::share_with`]), not moved.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a Unix listener is shared, not moved",
+            ));
+        }
+        // The same socket under a second descriptor, registered with `to`; closing
+        // the first one leaves the socket open.
+        self.share_with(to)
+    }
+
+    /// A second listener on the same socket (one accept queue), registered with the
+    /// runtime `to`: how workers of the per-core layout share a listener they cannot
+    /// each bind (Unix sockets, sockets bound by the caller). A shared Unix listener
+    /// also removes the socket file when dropped (at shutdown).
+    pub fn share_with(&self, to: &tokio::runtime::Handle) -> io::Result<Self> {
+        use std::os::fd::AsFd;
+        match self {
+            Listener::Tcp(l) => {
+                let std = std::net::TcpListener::from(l.as_fd().try_clone_to_owned()?);
+                let _in_target = to.enter();
+                Ok(Listener::Tcp(TcpListener::from_std(std)?))
+            }
+            Listener::Unix(l, path) => {
+                let std = std::os::unix::net::UnixListener::from(l.as_fd().try_clone_to_owned()?);
+                let _in_target = to.enter();
+                Ok(Listener::Unix(UnixListener::from_std(std)?, path.clone()))
+            }
+        }
+    }
+
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> Option<SocketAddress> {
         match self {
@@ -88,6 +167,9 @@ impl Drop for Listener {
         }
     }
 }
+
+/// Pending connections a listening socket queues (what `TcpListener::bind` uses).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Remove a leftover socket file (never a regular file) so `bind` can succeed.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {

@@ -24,6 +24,7 @@
 mod listener;
 mod service;
 mod shutdown;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use service::{
     http_proxy_service_with_name,
 };
 pub use shutdown::{ConnectionGuard, ConnectionTracker, ShutdownTrigger, ShutdownWatch};
+pub use workers::{RuntimeLayout, Workers};
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::SocketAddress;
@@ -46,6 +48,9 @@ use crate::proxy::ProxyOptions;
 pub struct ServerConf {
     /// Worker threads of the runtime (default: one per core).
     pub threads: usize,
+    /// How the worker threads run connections (default: one work-stealing runtime).
+    /// With one thread both layouts are the same single-threaded runtime.
+    pub runtime: RuntimeLayout,
     /// How long in-flight requests may take to finish after shutdown starts.
     pub grace_period: Duration,
     /// Default engine options for proxy services.
@@ -58,6 +63,7 @@ impl Default for ServerConf {
     fn default() -> Self {
         ServerConf {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            runtime: RuntimeLayout::default(),
             grace_period: Duration::from_secs(30),
             proxy: ProxyOptions::default(),
             downstream: H1ServerOptions::default(),
@@ -65,7 +71,7 @@ impl Default for ServerConf {
     }
 }
 
-/// Runs services on a multi-threaded runtime until told to stop.
+/// Runs services on worker threads (see [`RuntimeLayout`]) until told to stop.
 pub struct Server {
     /// The settings services are built from.
     pub configuration: Arc<ServerConf>,
@@ -120,34 +126,42 @@ impl Server {
         on_bound: impl FnOnce(&[SocketAddress]),
     ) -> Result<()> {
         let threads = self.configuration.threads.max(1);
-        let mut builder = if threads == 1 {
-            // One worker: run everything on this thread; no cross-thread wake-ups.
-            tokio::runtime::Builder::new_current_thread()
+        let layout = self.configuration.runtime;
+        let (runtime, extra) = if threads == 1 || layout == RuntimeLayout::PerCore {
+            // This thread runs worker 0; the per-core layout starts the others, each
+            // with a single-threaded runtime of its own. One worker: everything on this
+            // thread, no cross-thread wake-ups.
+            let (extra, handles) = workers::ExtraWorkers::start(threads - 1)?;
+            (workers::single_thread_runtime()?, Some((extra, handles)))
         } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(threads);
-            b
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .thread_name("proxy-worker")
+                .build()
+                .map_err(|e| {
+                    Error::because(
+                        ErrorKind::Internal,
+                        ErrorSource::Internal,
+                        "cannot start runtime",
+                        e,
+                    )
+                })?;
+            (runtime, None)
         };
-        let runtime = builder
-            .enable_all()
-            .thread_name("proxy-worker")
-            .build()
-            .map_err(|e| {
-                Error::because(
-                    ErrorKind::Internal,
-                    ErrorSource::Internal,
-                    "cannot start runtime",
-                    e,
-                )
-            })?;
+        let (extra, extra_handles) = match extra {
+            Some((extra, handles)) => (Some(extra), handles),
+            None => (None, Vec::new()),
+        };
         let grace = self.configuration.grace_period;
         let result = runtime.block_on(async move {
+            let workers = workers::workers(layout, extra_handles);
             let (trigger, watch) = ShutdownTrigger::new();
             let tracker = Arc::new(ConnectionTracker::default());
             let mut services = self.services;
             let mut bound = Vec::new();
             for s in services.iter_mut() {
-                let addrs = s.bind().await?;
+                let addrs = s.bind(&workers).await?;
                 for a in &addrs {
                     tracing::info!(service = s.name(), "listening on {a}");
                 }
@@ -156,7 +170,11 @@ impl Server {
             on_bound(&bound);
             let mut running = Vec::new();
             for s in services {
-                running.push(tokio::spawn(s.serve(watch.clone(), tracker.clone())));
+                running.push(tokio::spawn(s.serve(
+                    workers.clone(),
+                    watch.clone(),
+                    tracker.clone(),
+                )));
             }
             stop.await;
             tracing::info!(
@@ -179,6 +197,9 @@ impl Server {
             Ok(())
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
+        if let Some(extra) = extra {
+            extra.stop();
+        }
         result
     }
 }

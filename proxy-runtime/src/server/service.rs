@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::ServerConf;
 use super::listener::{ListenAddr, Listener};
 use super::shutdown::{ConnectionTracker, ShutdownWatch};
+use super::workers::Workers;
 use crate::error::Result;
 use crate::protocols::SocketAddress;
 use crate::protocols::h1::H1ServerOptions;
@@ -26,12 +27,15 @@ pub trait Service: Send + 'static {
     /// The name used in logs.
     fn name(&self) -> &str;
 
-    /// Bind every listener; an error names the address that failed.
-    fn bind(&mut self) -> BoxFuture<'_, Result<Vec<SocketAddress>>>;
+    /// Bind every listener (once per worker when `workers` asks for `SO_REUSEPORT`);
+    /// an error names the address that failed.
+    fn bind<'a>(&'a mut self, workers: &'a Workers) -> BoxFuture<'a, Result<Vec<SocketAddress>>>;
 
-    /// Serve until `shutdown` fires; every connection holds a guard from `tracker`.
+    /// Serve until `shutdown` fires, accepting on every worker's runtime; every
+    /// connection holds a guard from `tracker`.
     fn serve(
         self: Box<Self>,
+        workers: Arc<Workers>,
         shutdown: ShutdownWatch,
         tracker: Arc<ConnectionTracker>,
     ) -> BoxFuture<'static, ()>;
@@ -45,7 +49,8 @@ pub struct HttpProxyService<P> {
     addrs: Vec<ListenAddr>,
     tls_addrs: Vec<(ListenAddr, Arc<TlsAcceptor>)>,
     prebound: Vec<std::net::TcpListener>,
-    listeners: Vec<(Listener, Option<Arc<TlsAcceptor>>)>,
+    /// Bound listeners: one per address, or one per worker with `SO_REUSEPORT`.
+    listeners: Vec<(Vec<Listener>, Option<Arc<TlsAcceptor>>)>,
 }
 
 /// A proxy service named "proxy" with the server's default options.
@@ -187,7 +192,7 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
         &self.name
     }
 
-    fn bind(&mut self) -> BoxFuture<'_, Result<Vec<SocketAddress>>> {
+    fn bind<'a>(&'a mut self, workers: &'a Workers) -> BoxFuture<'a, Result<Vec<SocketAddress>>> {
         Box::pin(async move {
             let mut bound = Vec::new();
             for std_listener in self.prebound.drain(..) {
@@ -206,17 +211,22 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
                 if let Some(a) = l.local_addr() {
                     bound.push(a);
                 }
-                self.listeners.push((l, None));
+                self.listeners.push((vec![l], None));
             }
             let plain = self.addrs.iter().map(|a| (a, None));
             let tls = self.tls_addrs.iter().map(|(a, t)| (a, Some(t.clone())));
             let mut bound_now = Vec::new();
+            let per_worker = if workers.reuse_port() {
+                workers.len()
+            } else {
+                1
+            };
             for (addr, tls) in plain.chain(tls) {
-                let l = Listener::bind(addr).await?;
-                if let Some(a) = l.local_addr() {
+                let group = Listener::bind_per_worker(addr, per_worker).await?;
+                if let Some(a) = group.first().and_then(Listener::local_addr) {
                     bound.push(a);
                 }
-                bound_now.push((l, tls));
+                bound_now.push((group, tls));
             }
             self.listeners.extend(bound_now);
             Ok(bound)
@@ -225,29 +235,70 @@ impl<P: ProxyHttp> Service for HttpProxyService<P> {
 
     fn serve(
         self: Box<Self>,
+        workers: Arc<Workers>,
         shutdown: ShutdownWatch,
         tracker: Arc<ConnectionTracker>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let this = *self;
             let mut tasks = Vec::new();
-            for (l, tls) in this.listeners {
-                let proxy = this.proxy.clone();
-                let (shutdown, tracker) = (shutdown.clone(), tracker.clone());
-                tasks.push(tokio::spawn(async move {
-                    match tls {
-                        None => Self::serve_listener(proxy, l, shutdown, tracker).await,
-                        Some(acceptor) => {
-                            Self::serve_tls_listener(proxy, l, acceptor, shutdown, tracker).await;
+            for (group, tls) in this.listeners {
+                for (worker, l) in spread_over_workers(group, &workers) {
+                    let proxy = this.proxy.clone();
+                    let (shutdown, tracker, tls) = (shutdown.clone(), tracker.clone(), tls.clone());
+                    tasks.push(workers.handle(worker).spawn(async move {
+                        match tls {
+                            None => Self::serve_listener(proxy, l, shutdown, tracker).await,
+                            Some(acceptor) => {
+                                Self::serve_tls_listener(proxy, l, acceptor, shutdown, tracker)
+                                    .await;
+                            }
                         }
-                    }
-                }));
+                    }));
+                }
             }
             for t in tasks {
                 let _ = t.await;
             }
         })
     }
+}
+
+/// Which worker accepts on which listener: with one listener per worker
+/// (`SO_REUSEPORT`) each moves to its worker's runtime; a single listener is shared by
+/// every worker (one accept queue). A listener that cannot be handed to a worker is
+/// logged and left to the others.
+fn spread_over_workers(group: Vec<Listener>, workers: &Workers) -> Vec<(usize, Listener)> {
+    let n = workers.len();
+    if n == 1 {
+        return group.into_iter().map(|l| (0, l)).collect();
+    }
+    let mut out = Vec::with_capacity(n);
+    if group.len() == n {
+        for (i, l) in group.into_iter().enumerate() {
+            // Worker 0 is the runtime the listeners were bound on.
+            let moved = if i == 0 {
+                Ok(l)
+            } else {
+                l.move_to(workers.handle(i))
+            };
+            match moved {
+                Ok(l) => out.push((i, l)),
+                Err(e) => tracing::warn!("worker {i} cannot accept on its listener: {e}"),
+            }
+        }
+        return out;
+    }
+    for l in group {
+        for i in 1..n {
+            match l.share_with(workers.handle(i)) {
+                Ok(shared) => out.push((i, shared)),
+                Err(e) => tracing::warn!("worker {i} cannot share a listener: {e}"),
+            }
+        }
+        out.push((0, l));
+    }
+    out
 }
 
 /// Builds an [`HttpProxyService`] with explicit options.
