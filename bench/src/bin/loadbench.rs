@@ -1,5 +1,6 @@
 //! `loadbench`: our `forward` proxy side by side with nginx and haproxy (and the origin
-//! alone), on loopback, in one run, interleaved round by round.
+//! alone), on loopback, in one run, interleaved round by round; and on cache hits,
+//! `forward --cache` against nginx's `proxy_cache`, in the same rounds.
 //!
 //! ```text
 //! cargo run --release -p proxy-bench --bin loadbench -- [--quick] [--rounds N] ...
@@ -19,7 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_bench::load::child::{install_interrupt_handler, interrupted, run_visible_bounded};
 use proxy_bench::load::procfs;
 use proxy_bench::load::report::{self, Record, RunInfo, summary_of};
-use proxy_bench::load::run::{Bench, Kind, Ports, port_free};
+use proxy_bench::load::run::{
+    Bench, CACHED, FORWARD_CACHE_SIZE, Kind, Ports, cache_warnings, nginx_cache_dir, port_free,
+};
 use proxy_bench::load::svg::{self, Chart, Series};
 use proxy_bench::load::tools::{self, Tool};
 
@@ -32,14 +35,17 @@ usage: cargo run --release -p proxy-bench --bin loadbench -- [options]
   --duration S         seconds per measured wrk/h2load run (default 5)
   --conns C            wrk connections (default 64)
   --idle-conns N       idle keep-alive connections for the memory step (default 5000; 0 skips)
-  --targets LIST       comma-separated, in round order (default direct,forward,nginx,haproxy)
+  --targets LIST       comma-separated, in round order (default
+                       direct,forward,nginx,haproxy,forward-cache,nginx-cache; the last two
+                       are measured on cache hits: forward --cache, nginx proxy_cache)
   --work DIR           work dir: configs, logs, results-*.jsonl (default $TMPDIR/proxy-loadbench)
   --forward-bin PATH   the forward binary to measure (default: build it next to loadbench)
   --no-build           do not build forward; use the one next to loadbench
   --quick              smoke run: 1 round, 2 s runs, 1000 idle connections
   --install            apt-get install missing tools (sudo unless root)
   --base-port P        ports used: P+81/82/89 origin (h1/h2c/status), P+100/101 nginx,
-                       P+200 haproxy, P+300 forward (default 28000)
+                       P+110 nginx-cache, P+200 haproxy, P+300 forward, P+310 forward-cache
+                       (default 28000)
   --h2-conns C         h2load connections (default 8)
   --h2-streams M       h2load streams per connection (default 8)
   --client-cpu LIST    taskset -c list of the load generator (default 1)
@@ -79,7 +85,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
         duration: 5,
         conns: 64,
         idle_conns: 5000,
-        targets: vec![Kind::Direct, Kind::Forward, Kind::Nginx, Kind::Haproxy],
+        targets: Kind::ALL.to_vec(),
         work: std::env::temp_dir().join("proxy-loadbench"),
         forward_bin: None,
         no_build: false,
@@ -120,9 +126,8 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
                     .filter(|t| !t.trim().is_empty())
                     .map(|t| {
                         Kind::parse(t.trim()).ok_or_else(|| {
-                            format!(
-                                "--targets: unknown target {t:?} (direct, forward, nginx, haproxy)"
-                            )
+                            let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                            format!("--targets: unknown target {t:?} ({})", known.join(", "))
                         })
                     })
                     .collect::<Result<_, _>>()?;
@@ -337,7 +342,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
 
     // 2. The forward binary.
     let mut forward = None;
-    if targets.contains(&Kind::Forward) {
+    if targets.iter().any(|k| k.uses_forward()) {
         let exe = std::env::current_exe().map_err(|e| format!("set-up: current_exe: {e}"))?;
         let release_dir = exe.parent().ok_or("set-up: loadbench has no directory")?;
         let path = match &opts.forward_bin {
@@ -424,6 +429,47 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     let (stamp, date) = utc_now();
     let results = opts.work.join(format!("results-{stamp}.jsonl"));
 
+    // 5b. The cache targets: where nginx keeps its cache, and on what.
+    let cache_dir = nginx_cache_dir(&opts.work, opts.base_port);
+    let mut cache_setup = Vec::new();
+    if targets.iter().any(|k| k.is_cache()) {
+        let paths: Vec<&str> = CACHED.iter().map(|(p, _)| *p).collect();
+        cache_setup.push(format!(
+            "paths {} (origin: `Cache-Control: max-age=3600`); 1 s `wrk` warm-up after the \
+             fill",
+            paths.join(", ")
+        ));
+        if targets.contains(&Kind::ForwardCache) {
+            cache_setup.push(format!(
+                "forward-cache: `forward --cache {FORWARD_CACHE_SIZE} --threads 1` (memory \
+                 storage in the process)"
+            ));
+        }
+        if targets.contains(&Kind::NginxCache) {
+            let fs_type = procfs::fs_type(&cache_dir).unwrap_or_else(|| "?".into());
+            cache_setup.push(format!(
+                "nginx-cache: `proxy_cache_path {} levels=1:2 keys_zone=loadbench:10m \
+                 use_temp_path=off` on **{fs_type}**{}, `sendfile on`, `open_file_cache`",
+                cache_dir.display(),
+                if fs_type == "tmpfs" {
+                    " (memory-backed: a memory cache against a file cache in memory)"
+                } else {
+                    ""
+                }
+            ));
+            if fs_type != "tmpfs" {
+                loud(
+                    &mut warnings,
+                    format!(
+                        "nginx's cache directory {} is on {fs_type}, not tmpfs (no /dev/shm): \
+                         nginx-cache reads its hits through the page cache of that file system",
+                        cache_dir.display()
+                    ),
+                );
+            }
+        }
+    }
+
     let bench = Bench {
         work: opts.work.clone(),
         ports,
@@ -433,6 +479,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         haproxy: haproxy.clone(),
         taskset: if pinned { taskset.clone() } else { None },
         forward: forward.clone(),
+        nginx_cache_dir: cache_dir.clone(),
         client_cpu: client_cpu.clone(),
         server_cpu: server_cpu.clone(),
         duration: opts.duration,
@@ -508,7 +555,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     ];
     let settings = format!(
         "{} round(s), targets {} (interleaved: every round runs them in this order); wrk -t1 -c{} -d{}s \
-         (+1 s warm-up); h2load -t1 -c{} -m{} -D {}; {} idle connections; bodies 1 KiB and 100 KiB",
+         (+1 s warm-up); h2load -t1 -c{} -m{} -D {}; {} idle connections; bodies 1 KiB and 100 KiB{}",
         opts.rounds,
         names.join(", "),
         opts.conns,
@@ -516,7 +563,12 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         opts.h2_conns,
         opts.h2_streams,
         opts.duration,
-        opts.idle_conns
+        opts.idle_conns,
+        if targets.iter().any(|k| k.is_cache()) {
+            " (the *-cache targets: the two wrk runs only, on cache hits)"
+        } else {
+            ""
+        }
     );
     let command = format!(
         "cargo run --release -p proxy-bench --bin loadbench --{}",
@@ -578,6 +630,9 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
                 return Err("interrupted".into());
             }
             print_line(&rec);
+            for w in cache_warnings(&rec) {
+                loud(&mut warnings, w);
+            }
             writeln!(out, "{}", rec.json_line(&stamp))
                 .and_then(|()| out.flush())
                 .map_err(|e| format!("write {}: {e}", results.display()))?;
@@ -587,6 +642,11 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     }
     let stop = origin.stop("TERM", Duration::from_secs(10));
     eprintln!("loadbench: origin {stop}");
+    if targets.contains(&Kind::NginxCache) {
+        if let Err(e) = bench.remove_nginx_cache_dir() {
+            eprintln!("loadbench: {e}");
+        }
+    }
     machine.push(format!(
         "load average at end: {}",
         read_trim("/proc/loadavg")
@@ -609,8 +669,13 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         versions,
         warnings,
         results_file: results.display().to_string(),
+        cache_setup,
     };
-    let md = report::markdown(&info, &records, &names);
+    let (cache_names, main_names): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| Kind::parse(n).is_some_and(Kind::is_cache));
+    let md = report::markdown(&info, &records, &main_names, &cache_names);
     let cpu_svg = svg::render(&cpu_chart(&records, &names));
     let rps_svg = svg::render(&rps_chart(&records, &names));
     let mut written = Vec::new();
@@ -645,8 +710,26 @@ fn print_line(r: &Record) {
             .get(k)
             .map_or("-".to_string(), |x| report::fmt_num(*x, d))
     };
+    let cache = Kind::parse(&r.target).is_some_and(Kind::is_cache);
     match &r.error {
         Some(e) => println!("  FAILED: {e}"),
+        None if cache => println!(
+            "  hits 1k: {} req/s p50 {} p99 {} ms, CPU {} ms/1k | hits 100k: {} req/s p50 {} p99 {} ms, CPU {} ms/1k | hits verified: {} | origin requests during the runs: {}",
+            v("rps_hit_1k", 0),
+            v("p50_ms_hit_1k", 2),
+            v("p99_ms_hit_1k", 2),
+            v("cpu_ms_per_1k_hit_1k", 2),
+            v("rps_hit_100k", 0),
+            v("p50_ms_hit_100k", 2),
+            v("p99_ms_hit_100k", 2),
+            v("cpu_ms_per_1k_hit_100k", 2),
+            if r.values.get("hits_verified") == Some(&1.0) {
+                "yes"
+            } else {
+                "NO"
+            },
+            v("origin_requests_hit", 0),
+        ),
         None => println!(
             "  1k: {} req/s p50 {} p99 {} ms, CPU {} ms/1k | 100k: {} req/s, CPU {} ms/1k | h2c: {} | peak RSS {} MiB, idle {} MiB | origin conns/10k {}",
             v("rps_1k", 0),
@@ -669,6 +752,8 @@ fn print_line(r: &Record) {
     }
 }
 
+/// One series of a chart: `key` of every target; for a cache target, its cache-hit
+/// figure ([`report::hit_key`]; none for h2c).
 fn series(
     records: &[Record],
     names: &[String],
@@ -679,7 +764,16 @@ fn series(
     Series {
         name: name.into(),
         color,
-        values: names.iter().map(|t| summary_of(records, t, key)).collect(),
+        values: names
+            .iter()
+            .map(|t| {
+                if Kind::parse(t).is_some_and(Kind::is_cache) {
+                    summary_of(records, t, &report::hit_key(key))
+                } else {
+                    summary_of(records, t, key)
+                }
+            })
+            .collect(),
     }
 }
 
@@ -688,12 +782,25 @@ fn rounds_text(records: &[Record]) -> String {
     format!("median of {n} round(s); whiskers: min–max")
 }
 
+/// A second subtitle line when a chart has a cache target's group.
+fn cache_text(names: &[String]) -> &'static str {
+    if names
+        .iter()
+        .any(|n| Kind::parse(n).is_some_and(Kind::is_cache))
+    {
+        "\n*-cache: cache hits, HTTP/1.1 only (forward --cache; nginx proxy_cache)"
+    } else {
+        ""
+    }
+}
+
 fn cpu_chart(records: &[Record], names: &[String]) -> Chart {
     Chart {
         title: "Proxy CPU time per 1,000 requests (lower is better)".into(),
         subtitle: format!(
-            "ms of utime+stime, one worker, HTTP/1.1 keep-alive; direct = the origin alone; {}",
-            rounds_text(records)
+            "ms of utime+stime, one worker, HTTP/1.1 keep-alive; direct = the origin alone; {}{}",
+            rounds_text(records),
+            cache_text(names)
         ),
         groups: names.to_vec(),
         series: vec![
@@ -720,8 +827,9 @@ fn rps_chart(records: &[Record], names: &[String]) -> Chart {
     Chart {
         title: "Requests per second (higher is better)".into(),
         subtitle: format!(
-            "proxy and origin share one core; h1: 64 connections, h2c: 8×8 streams; {}",
-            rounds_text(records)
+            "proxy and origin share one core; h1: 64 connections, h2c: 8×8 streams; {}{}",
+            rounds_text(records),
+            cache_text(names)
         ),
         groups: names.to_vec(),
         series: vec![
@@ -752,6 +860,12 @@ mod tests {
             .expect("not help");
         assert_eq!(o.targets, vec![Kind::Forward, Kind::Nginx]);
         assert_eq!((o.rounds, o.duration, o.idle_conns), (3, 5, 0));
+        let o = parse_args(&args(&["--targets", "nginx-cache,forward-cache"]))
+            .expect("parses")
+            .expect("not help");
+        assert_eq!(o.targets, vec![Kind::NginxCache, Kind::ForwardCache]);
+        let o = parse_args(&args(&[])).expect("parses").expect("not help");
+        assert_eq!(o.targets.len(), 6, "the cache targets run by default");
         assert!(parse_args(&args(&["--targets", "apache"])).is_err());
         assert!(parse_args(&args(&["--targets", "nginx,direct,nginx"])).is_err());
         assert!(parse_args(&args(&["--rounds"])).is_err());

@@ -1,10 +1,13 @@
 //! The configuration templates of `bench/load/` (compiled into the binary) and how
 //! they are filled in: `@NAME@` placeholders, every one of which must be given.
 
-/// The origin: nginx, one worker, `/1k` and `/100k`, h2c port, `stub_status` port.
+/// The origin: nginx, one worker, `/1k` and `/100k` (and the same bodies with
+/// `Cache-Control: max-age=3600` under `/cached/`), h2c port, `stub_status` port.
 pub const ORIGIN_NGINX: &str = include_str!("../../load/origin-nginx.conf");
 /// nginx as a reverse proxy (upstream keep-alive pool of 64).
 pub const PROXY_NGINX: &str = include_str!("../../load/proxy-nginx.conf");
+/// nginx as a caching reverse proxy (`proxy_cache` in `@CACHE_DIR@`, `X-Cache-Status`).
+pub const PROXY_NGINX_CACHE: &str = include_str!("../../load/proxy-nginx-cache.conf");
 /// haproxy as a reverse proxy (`nbthread 1`, `http-reuse always`).
 pub const PROXY_HAPROXY: &str = include_str!("../../load/proxy-haproxy.cfg");
 
@@ -61,11 +64,12 @@ mod tests {
             "ORIGIN_PORT",
             "CONNS",
             "NOFILE",
+            "CACHE_DIR",
         ]
         .iter()
         .map(|&n| (n, "1".to_string()))
         .collect();
-        for t in [ORIGIN_NGINX, PROXY_NGINX, PROXY_HAPROXY] {
+        for t in [ORIGIN_NGINX, PROXY_NGINX, PROXY_NGINX_CACHE, PROXY_HAPROXY] {
             render(t, &vars).expect("every placeholder is known");
         }
     }

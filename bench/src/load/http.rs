@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client: enough for readiness checks, the origin's `stub_status`
-//! and the idle client. Responses must have a `Content-Length` or be chunked.
+//! A minimal HTTP/1.1 client: enough for readiness checks, the origin's `stub_status`,
+//! the cache-hit checks and the idle client. Responses must have a `Content-Length` or
+//! be chunked.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -88,8 +89,47 @@ pub fn get_request(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadbench\r\n\r\n").into_bytes()
 }
 
+/// The header fields of a response head (`head`: up to the blank line), in order, names
+/// as sent; lines without a colon (the status line) are skipped.
+pub fn parse_header_fields(head: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// A whole response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (chunked bodies as received, framing included).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One `GET` on a new connection: status and body. Every step is bounded by `timeout`.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    get_response(addr, path, timeout).map(|r| (r.status, r.body))
+}
+
+/// One `GET` on a new connection, headers included. The `Host` is `addr` with its port,
+/// as `wrk` sends it, so that a cache keyed on the authority stores what `wrk` asks for.
+/// Every step is bounded by `timeout`.
+pub fn get_response(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let mut s =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
@@ -97,7 +137,8 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    s.write_all(&get_request(path))
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbench\r\n\r\n");
+    s.write_all(request.as_bytes())
         .map_err(|e| format!("write to {addr}: {e}"))?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
@@ -120,7 +161,11 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<
         }
         if let Some(h) = head {
             if body_complete(h.body, &buf[h.len..]) {
-                return Ok((h.status, buf[h.len..].to_vec()));
+                return Ok(Response {
+                    status: h.status,
+                    headers: parse_header_fields(&buf[..h.len]),
+                    body: buf[h.len..].to_vec(),
+                });
             }
         }
     }
@@ -211,6 +256,21 @@ mod tests {
         let h = parse_head(c).expect("ok").expect("complete");
         assert!(body_complete(h.body, &c[h.len..]));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn header_fields() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nx-cache-status: hit\r\nAge:0\r\n\r\n";
+        let h = parse_head(r).expect("ok").expect("complete");
+        let resp = Response {
+            status: h.status,
+            headers: parse_header_fields(&r[..h.len]),
+            body: Vec::new(),
+        };
+        assert_eq!(resp.headers.len(), 3);
+        assert_eq!(resp.header("X-Cache-Status"), Some("hit"));
+        assert_eq!(resp.header("age"), Some("0"));
+        assert_eq!(resp.header("etag"), None);
     }
 
     #[test]

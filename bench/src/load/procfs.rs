@@ -1,8 +1,10 @@
 //! What the harness reads from `/proc`: process trees, CPU time, memory, per-core busy
-//! time and the open-files limit (raised with `prlimit(1)`: the workspace forbids
-//! `unsafe`, so `libc::setrlimit` is not an option).
+//! time, the open-files limit (raised with `prlimit(1)`: the workspace forbids
+//! `unsafe`, so `libc::setrlimit` is not an option) and the file system a directory is
+//! on (`/proc/self/mounts`: is nginx's cache on tmpfs?).
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 /// The fields of `/proc/PID/stat` the harness uses.
@@ -218,6 +220,36 @@ pub fn raise_nofile(want: u64) -> Result<(u64, u64), String> {
     Ok(now)
 }
 
+/// The file-system type (`tmpfs`, `ext4`, ...) of the mount holding `path`, from the
+/// text of `/proc/self/mounts`: the longest mount point that is `path` or one of its
+/// ancestors (`path` absolute; a later mount on the same point wins, as it hides the
+/// earlier one).
+pub fn mount_fs_type(mounts: &str, path: &Path) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for line in mounts.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_dev), Some(point), Some(fs_type)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        // Spaces and the like are octal escapes (`\040`); such points are not ours.
+        if path.starts_with(point) && best.is_none_or(|(len, _)| point.len() >= len) {
+            best = Some((point.len(), fs_type));
+        }
+    }
+    best.map(|(_, t)| t.to_string())
+}
+
+/// The file-system type of the mount holding `path` (its nearest existing ancestor when
+/// `path` does not exist yet); `None` if `/proc/self/mounts` cannot be read.
+pub fn fs_type(path: &Path) -> Option<String> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    let real = path
+        .ancestors()
+        .find_map(|p| fs::canonicalize(p).ok())
+        .unwrap_or_else(|| path.to_path_buf());
+    mount_fs_type(&mounts, &real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +276,22 @@ mod tests {
                 total: 62
             }
         );
+    }
+
+    #[test]
+    fn mounts() {
+        let t = "/dev/vda / ext4 rw,relatime 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n\
+                 proc /proc proc rw 0 0\ntmpfs /dev/shmem tmpfs rw 0 0\n";
+        let at = |p: &str| mount_fs_type(t, Path::new(p));
+        assert_eq!(at("/dev/shm/x/cache").as_deref(), Some("tmpfs"));
+        assert_eq!(at("/dev/shm").as_deref(), Some("tmpfs"));
+        assert_eq!(at("/tmp/proxy-loadbench").as_deref(), Some("ext4"));
+        assert_eq!(
+            at("/dev/shmx").as_deref(),
+            Some("ext4"),
+            "components, not bytes"
+        );
+        assert_eq!(mount_fs_type("", Path::new("/tmp")), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Records of (round, target), JSON lines, medians and the Markdown report.
+//! Records of (round, target), JSON lines, medians and the Markdown report (the cache
+//! targets in their own "Cache hits" section).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +9,8 @@ use std::fmt::Write as _;
 pub struct Record {
     /// Round, from 1.
     pub round: u32,
-    /// Target name (`direct`, `forward`, `nginx`, `haproxy`).
+    /// Target name (`direct`, `forward`, `nginx`, `haproxy`, `forward-cache`,
+    /// `nginx-cache`).
     pub target: String,
     /// Metric key (see [`METRICS`]) → value.
     pub values: BTreeMap<String, f64>,
@@ -204,6 +206,71 @@ pub const CONDITIONS: &[Metric] = &[
     m("idle_open", "idle conns still open", 0, true),
 ];
 
+/// The "Cache hits" table's columns: the cache targets' figures. Their keys are the
+/// main table's with `hit_` before the body size (see [`hit_key`]).
+pub const CACHE_METRICS: &[Metric] = &[
+    m("rps_hit_1k", "1 KiB hits req/s", 0, true),
+    m("p50_ms_hit_1k", "p50 ms (1 KiB)", 2, false),
+    m("p99_ms_hit_1k", "p99 ms (1 KiB)", 2, false),
+    m("cpu_ms_per_1k_hit_1k", "CPU ms / 1k req (1 KiB)", 2, false),
+    m("rps_hit_100k", "100 KiB hits req/s", 0, true),
+    m("p50_ms_hit_100k", "p50 ms (100 KiB)", 2, false),
+    m("p99_ms_hit_100k", "p99 ms (100 KiB)", 2, false),
+    m(
+        "cpu_ms_per_1k_hit_100k",
+        "CPU ms / 1k req (100 KiB)",
+        2,
+        false,
+    ),
+    m(
+        "origin_requests_hit",
+        "origin requests during the runs",
+        0,
+        false,
+    ),
+    m("errors", "errors", 0, false),
+    m(
+        "server_core_other_pct_hit_1k",
+        "server core: not proxy/origin % (1 KiB)",
+        1,
+        false,
+    ),
+];
+
+/// The columns of the cache ratio table (`forward-cache` ÷ `nginx-cache`).
+pub const CACHE_RATIO_METRICS: &[&str] = &[
+    "rps_hit_1k",
+    "p50_ms_hit_1k",
+    "p99_ms_hit_1k",
+    "cpu_ms_per_1k_hit_1k",
+    "user_ms_per_1k_hit_1k",
+    "sys_ms_per_1k_hit_1k",
+    "rps_hit_100k",
+    "p50_ms_hit_100k",
+    "p99_ms_hit_100k",
+    "cpu_ms_per_1k_hit_100k",
+];
+
+/// Definitions of the cache table's keys that are only in the ratio table.
+const CACHE_CPU_SPLIT: &[Metric] = &[
+    m(
+        "user_ms_per_1k_hit_1k",
+        "user ms / 1k req (1 KiB)",
+        2,
+        false,
+    ),
+    m("sys_ms_per_1k_hit_1k", "sys ms / 1k req (1 KiB)", 2, false),
+];
+
+/// The key of a cache target's figure for a main-table key: `hit_` before the last
+/// part (`rps_1k` → `rps_hit_1k`, `cpu_ms_per_1k_100k` → `cpu_ms_per_1k_hit_100k`).
+pub fn hit_key(key: &str) -> String {
+    match key.rsplit_once('_') {
+        Some((head, tag)) => format!("{head}_hit_{tag}"),
+        None => format!("hit_{key}"),
+    }
+}
+
 /// Median, min and max of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -310,11 +377,19 @@ fn table(out: &mut String, records: &[Record], targets: &[String], metrics: &[Me
     }
 }
 
-/// The ratio table: median of each target ÷ median of `base`.
-fn ratio_table(out: &mut String, records: &[Record], targets: &[String], base: &str) {
-    let metrics: Vec<&Metric> = RATIO_METRICS
+/// The ratio table: median of each target ÷ median of `base`, for `keys` (defined in
+/// `defs`).
+fn ratio_table(
+    out: &mut String,
+    records: &[Record],
+    targets: &[String],
+    base: &str,
+    keys: &[&str],
+    defs: &[&[Metric]],
+) {
+    let metrics: Vec<&Metric> = keys
         .iter()
-        .filter_map(|k| METRICS.iter().chain(CPU_SPLIT).find(|m| m.key == *k))
+        .filter_map(|k| defs.iter().flat_map(|d| d.iter()).find(|m| m.key == *k))
         .collect();
     out.push_str("| target |");
     for m in &metrics {
@@ -361,10 +436,20 @@ pub struct RunInfo {
     pub warnings: Vec<String>,
     /// The JSON-lines file.
     pub results_file: String,
+    /// How the cache targets were set up (where nginx's cache lives, on what file
+    /// system), shown in the "Cache hits" section.
+    pub cache_setup: Vec<String>,
 }
 
-/// The Markdown report: header, medians table, ratio table, run conditions.
-pub fn markdown(info: &RunInfo, records: &[Record], targets: &[String]) -> String {
+/// The Markdown report: header, medians table, ratio table, run conditions of
+/// `targets`; then the "Cache hits" section of `cache_targets` (if any), with the ratio
+/// `forward-cache` ÷ `nginx-cache`.
+pub fn markdown(
+    info: &RunInfo,
+    records: &[Record],
+    targets: &[String],
+    cache_targets: &[String],
+) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Load benchmark results\n");
     let _ = writeln!(
@@ -409,7 +494,14 @@ pub fn markdown(info: &RunInfo, records: &[Record], targets: &[String]) -> Strin
             "\n## Ratios against nginx (median ÷ median)\n\n↑: higher is better \
              (req/s); ↓: lower is better (latency, CPU, memory).\n"
         );
-        ratio_table(&mut o, records, targets, "nginx");
+        ratio_table(
+            &mut o,
+            records,
+            targets,
+            "nginx",
+            RATIO_METRICS,
+            &[METRICS, CPU_SPLIT],
+        );
     }
     let _ = writeln!(
         o,
@@ -425,6 +517,9 @@ pub fn markdown(info: &RunInfo, records: &[Record], targets: &[String]) -> Strin
          core spent on anything else (other processes, softirq), i.e. noise.\n"
     );
     table(&mut o, records, targets, CONDITIONS);
+    if !cache_targets.is_empty() {
+        cache_section(&mut o, info, records, cache_targets, rounds);
+    }
     let failed: Vec<&Record> = records.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
         let _ = writeln!(o, "\n## Failed measurements (not in the medians)\n");
@@ -439,6 +534,51 @@ pub fn markdown(info: &RunInfo, records: &[Record], targets: &[String]) -> Strin
         }
     }
     o
+}
+
+/// The "Cache hits" section: set-up, medians, ratio against `nginx-cache`.
+fn cache_section(
+    o: &mut String,
+    info: &RunInfo,
+    records: &[Record],
+    targets: &[String],
+    rounds: u32,
+) {
+    let _ = writeln!(
+        o,
+        "\n## Cache hits: medians over {rounds} round(s) (min–max)\n\n\
+         `forward-cache` is `forward --cache` (its memory cache, RFC 9111 defaults); \
+         `nginx-cache` is nginx with `proxy_cache` (`sendfile`, `open_file_cache`), both \
+         in front of the same origin, which sends `Cache-Control: max-age=3600` on \
+         `/cached/1k` and `/cached/100k`. Each round starts with an empty cache: one \
+         request fills each path, the next must say `x-cache-status: hit` (else a \
+         warning above), then a 1 s warm-up and the same `wrk` runs and CPU accounting \
+         as above, on `/cached/1k` and `/cached/100k`. \"Origin requests\" is what still \
+         reached the origin during those two runs (`stub_status`): 0 when every answer \
+         was a hit.\n"
+    );
+    for l in &info.cache_setup {
+        let _ = writeln!(o, "- {l}");
+    }
+    if !info.cache_setup.is_empty() {
+        o.push('\n');
+    }
+    table(o, records, targets, CACHE_METRICS);
+    if targets.iter().any(|t| t == "nginx-cache") && targets.len() > 1 {
+        let _ = writeln!(
+            o,
+            "\n### Cache hits against nginx-cache (median ÷ median)\n\n↑: higher is better; \
+             ↓: lower is better.\n"
+        );
+        ratio_table(
+            o,
+            records,
+            targets,
+            "nginx-cache",
+            CACHE_RATIO_METRICS,
+            &[CACHE_METRICS, CACHE_CPU_SPLIT],
+        );
+    }
 }
 
 #[cfg(test)]
@@ -503,8 +643,55 @@ mod tests {
             &RunInfo::default(),
             &recs,
             &["forward".to_string(), "nginx".to_string()],
+            &[],
         );
         assert!(md.contains("| **forward** | 52 (50–55) |"), "{md}");
         assert!(md.contains("| **forward ÷ nginx** | 0.50× |"), "{md}");
+        assert!(!md.contains("Cache hits"), "{md}");
+    }
+
+    #[test]
+    fn cache_tables() {
+        assert_eq!(hit_key("rps_1k"), "rps_hit_1k");
+        assert_eq!(hit_key("cpu_ms_per_1k_100k"), "cpu_ms_per_1k_hit_100k");
+        for m in CACHE_METRICS.iter().take(8) {
+            assert!(m.key.contains("_hit_"), "{}", m.key);
+        }
+        let mk = |round, target: &str, rps, cpu| {
+            let mut r = Record {
+                round,
+                target: target.into(),
+                ..Record::default()
+            };
+            r.set("rps_hit_1k", rps);
+            r.set("cpu_ms_per_1k_hit_1k", cpu);
+            r.set("origin_requests_hit", 0.0);
+            r
+        };
+        let recs = vec![
+            mk(1, "forward-cache", 90.0, 4.0),
+            mk(1, "nginx-cache", 60.0, 8.0),
+            mk(1, "nginx", 50.0, 10.0),
+        ];
+        let info = RunInfo {
+            cache_setup: vec!["nginx cache: /dev/shm/x (tmpfs)".into()],
+            ..RunInfo::default()
+        };
+        let md = markdown(
+            &info,
+            &recs,
+            &["nginx".to_string()],
+            &["forward-cache".to_string(), "nginx-cache".to_string()],
+        );
+        let cache = &md[md.find("## Cache hits").expect("a cache section")..];
+        assert!(cache.contains("- nginx cache: /dev/shm/x (tmpfs)"), "{md}");
+        assert!(cache.contains("| **forward-cache** | 90 |"), "{md}");
+        assert!(
+            cache.contains("| **forward-cache ÷ nginx-cache** | 1.50× |"),
+            "{md}"
+        );
+        assert!(!cache.contains("**nginx**"), "{md}");
+        let main = &md[..md.find("## Cache hits").expect("a cache section")];
+        assert!(!main.contains("forward-cache"), "{md}");
     }
 }

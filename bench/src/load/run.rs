@@ -1,6 +1,8 @@
 //! Starting the origin and the targets, and the measurement steps of one (round,
 //! target): warm-up, (a) 1 KiB h1, (f) origin connections, (c) 100 KiB h1, (d) h2c,
-//! peak RSS, (e) idle connections. The binary decides the order of rounds and targets.
+//! peak RSS, (e) idle connections; for the cache targets (`forward-cache`,
+//! `nginx-cache`): fill, hit check, warm-up, 1 KiB and 100 KiB cache hits with the
+//! origin's request count. The binary decides the order of rounds and targets.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
@@ -21,6 +23,18 @@ pub const SMALL: usize = 1024;
 /// Bytes of `/100k`.
 pub const LARGE: usize = 102_400;
 
+/// The cache-hit paths and their sizes: the origin serves the same files there with
+/// `Cache-Control: max-age=3600` (`bench/load/origin-nginx.conf`).
+pub const CACHED: [(&str, usize); 2] = [("/cached/1k", SMALL), ("/cached/100k", LARGE)];
+
+/// The response header that tells a cache hit: `forward`'s `x-cache-status` (`hit`)
+/// and the one `nginx-cache` adds from `$upstream_cache_status` (`HIT`).
+pub const CACHE_STATUS: &str = "x-cache-status";
+
+/// `forward --cache` of the `forward-cache` target: far more than the two bodies (a
+/// sixteenth of it is the largest object stored).
+pub const FORWARD_CACHE_SIZE: &str = "64MiB";
+
 /// The kinds of target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -32,6 +46,10 @@ pub enum Kind {
     Nginx,
     /// haproxy as a reverse proxy.
     Haproxy,
+    /// Our proxy with its memory cache (`forward --cache`), on cache hits.
+    ForwardCache,
+    /// nginx with `proxy_cache`, on cache hits.
+    NginxCache,
 }
 
 impl Kind {
@@ -42,8 +60,30 @@ impl Kind {
             "forward" => Kind::Forward,
             "nginx" => Kind::Nginx,
             "haproxy" => Kind::Haproxy,
+            "forward-cache" => Kind::ForwardCache,
+            "nginx-cache" => Kind::NginxCache,
             _ => return None,
         })
+    }
+
+    /// Every kind, in the default round order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Direct,
+        Kind::Forward,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::ForwardCache,
+        Kind::NginxCache,
+    ];
+
+    /// Whether the target is measured on cache hits (its own steps and table).
+    pub fn is_cache(self) -> bool {
+        matches!(self, Kind::ForwardCache | Kind::NginxCache)
+    }
+
+    /// Whether the target runs the `forward` binary.
+    pub fn uses_forward(self) -> bool {
+        matches!(self, Kind::Forward | Kind::ForwardCache)
     }
 
     /// The target's name.
@@ -53,6 +93,8 @@ impl Kind {
             Kind::Forward => "forward",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
+            Kind::ForwardCache => "forward-cache",
+            Kind::NginxCache => "nginx-cache",
         }
     }
 }
@@ -72,6 +114,10 @@ pub struct Ports {
     pub haproxy: u16,
     /// `forward`.
     pub forward: u16,
+    /// nginx with `proxy_cache`.
+    pub nginx_cache: u16,
+    /// `forward --cache`.
+    pub forward_cache: u16,
 }
 
 impl Ports {
@@ -84,17 +130,21 @@ impl Ports {
             nginx: base + 100,
             haproxy: base + 200,
             forward: base + 300,
+            nginx_cache: base + 110,
+            forward_cache: base + 310,
         }
     }
 
     /// (HTTP/1.1 port, port to try h2c on) of a target. Whether the target really
-    /// speaks h2c there is probed before step (d).
+    /// speaks h2c there is probed before step (d); the cache targets have no h2c step.
     pub fn of(&self, kind: Kind) -> (u16, Option<u16>) {
         match kind {
             Kind::Direct => (self.origin, Some(self.origin_h2)),
             Kind::Forward => (self.forward, Some(self.forward)),
             Kind::Nginx => (self.nginx, Some(self.nginx + 1)),
             Kind::Haproxy => (self.haproxy, Some(self.haproxy)),
+            Kind::ForwardCache => (self.forward_cache, None),
+            Kind::NginxCache => (self.nginx_cache, None),
         }
     }
 }
@@ -142,6 +192,9 @@ pub struct Bench {
     pub taskset: Option<PathBuf>,
     /// The `forward` binary.
     pub forward: Option<PathBuf>,
+    /// `proxy_cache_path` of `nginx-cache` (see [`nginx_cache_dir`]); emptied before
+    /// every round.
+    pub nginx_cache_dir: PathBuf,
     /// `taskset -c` list of the load generator.
     pub client_cpu: String,
     /// `taskset -c` list of the proxy and the origin.
@@ -210,6 +263,7 @@ impl Bench {
             ("ORIGIN_PORT", self.ports.origin.to_string()),
             ("CONNS", self.server_conns.to_string()),
             ("NOFILE", (2 * self.server_conns + 256).to_string()),
+            ("CACHE_DIR", self.nginx_cache_dir.display().to_string()),
         ];
         let text = conf::render(template, &vars)?;
         let path = dir.join(file);
@@ -263,7 +317,7 @@ impl Bench {
         let name = format!("{}-r{round}", kind.name());
         let (mut g, logs) = match kind {
             Kind::Direct => return Ok(None),
-            Kind::Forward => {
+            Kind::Forward | Kind::ForwardCache => {
                 let bin = self
                     .forward
                     .as_ref()
@@ -275,18 +329,23 @@ impl Bench {
                     .arg(format!("127.0.0.1:{}", self.ports.origin))
                     .arg("--threads")
                     .arg("1");
+                if kind == Kind::ForwardCache {
+                    cmd.arg("--cache").arg(FORWARD_CACHE_SIZE);
+                }
                 let (g, log) = self.spawn_logged(&name, cmd)?;
                 (g, vec![log])
             }
-            Kind::Nginx => {
-                let dir = self.work.join("nginx");
-                let conf = self.render_conf(
-                    conf::PROXY_NGINX,
-                    &dir,
-                    "nginx.conf",
-                    port,
-                    h2.unwrap_or(port + 1),
-                )?;
+            Kind::Nginx | Kind::NginxCache => {
+                let (dir, template) = if kind == Kind::NginxCache {
+                    // A cold cache every round; nginx creates the directory (and gives
+                    // it to its worker's user).
+                    self.remove_nginx_cache_dir()?;
+                    (self.work.join("nginx-cache"), conf::PROXY_NGINX_CACHE)
+                } else {
+                    (self.work.join("nginx"), conf::PROXY_NGINX)
+                };
+                let conf =
+                    self.render_conf(template, &dir, "nginx.conf", port, h2.unwrap_or(port + 1))?;
                 let mut cmd = self.pinned(&self.server_cpu, &self.nginx);
                 cmd.arg("-p")
                     .arg(&dir)
@@ -310,6 +369,17 @@ impl Bench {
         };
         wait_ready(&mut g, loopback(port), &logs)?;
         Ok(Some(g))
+    }
+
+    /// Remove `nginx-cache`'s cache directory (gone already: fine).
+    pub fn remove_nginx_cache_dir(&self) -> Result<(), String> {
+        match fs::remove_dir_all(&self.nginx_cache_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                "remove the nginx cache {}: {e}",
+                self.nginx_cache_dir.display()
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn wrk(&self, port: u16, path: &str, seconds: u64, step: &str) -> Result<WrkResult, String> {
@@ -367,10 +437,81 @@ impl Bench {
             target: kind.name().to_string(),
             ..Record::default()
         };
-        if let Err(e) = self.measure_into(kind, proxy, origin, &mut rec) {
+        let done = if kind.is_cache() {
+            self.measure_cache_into(kind, proxy, origin, &mut rec)
+        } else {
+            self.measure_into(kind, proxy, origin, &mut rec)
+        };
+        if let Err(e) = done {
             rec.error = Some(e);
         }
         rec
+    }
+
+    /// The cache targets: fill the cache with one request per path, check that the next
+    /// answer is a hit (`hits_verified` 1 or 0, with a note), then the 1 KiB and 100 KiB
+    /// `wrk` runs on hits, with CPU as for the other targets and the requests that
+    /// still reached the origin (`origin_requests_hit`: 0 when every answer was a hit).
+    fn measure_cache_into(
+        &self,
+        kind: Kind,
+        proxy: u32,
+        origin: u32,
+        rec: &mut Record,
+    ) -> Result<(), String> {
+        let (port, _) = self.ports.of(kind);
+        let t = kind.name();
+        let step = |s: &str| {
+            let s = s.to_string();
+            move |e: String| format!("{t}, step {s}: {e}")
+        };
+        let mut verified = true;
+        for (path, len) in CACHED {
+            let check = check_hit(loopback(port), path, len).map_err(step("fill and hit check"))?;
+            rec.notes.push(check.note());
+            verified &= check.hit;
+        }
+        rec.set("hits_verified", if verified { 1.0 } else { 0.0 });
+        self.wrk(port, CACHED[0].0, 1, "wrk warm-up")
+            .map_err(step("warm-up (wrk 1 s /cached/1k)"))?;
+
+        let mut errors = 0;
+        let mut origin_requests = 0;
+        for ((path, _), tag) in CACHED.iter().zip(["hit_1k", "hit_100k"]) {
+            let st0 = http::stub_status(loopback(self.ports.status))
+                .map_err(step("stub_status before"))?;
+            let s0 = self
+                .snap(proxy, origin)
+                .map_err(step(&format!("CPU before {path}")))?;
+            let r = self
+                .wrk(port, path, self.duration, &format!("wrk {path}"))
+                .map_err(step(&format!("wrk {path}")))?;
+            let s1 = self
+                .snap(proxy, origin)
+                .map_err(step(&format!("CPU after {path}")))?;
+            let st1 = http::stub_status(loopback(self.ports.status))
+                .map_err(step("stub_status after"))?;
+            rec.set(&format!("rps_{tag}"), r.rps);
+            rec.set(&format!("requests_{tag}"), r.requests as f64);
+            rec.set(
+                &format!("mib_per_s_{tag}"),
+                r.bytes_per_sec / (1024.0 * 1024.0),
+            );
+            for (k, v) in [("p50", r.p50_ms), ("p99", r.p99_ms)] {
+                if let Some(v) = v {
+                    rec.set(&format!("{k}_ms_{tag}"), v);
+                }
+            }
+            self.cpu_figures(rec, tag, &s0, &s1, r.requests, false);
+            let (accepts, requests) = stub_delta(st0, st1);
+            rec.set(&format!("origin_accepts_{tag}"), accepts as f64);
+            rec.set(&format!("origin_requests_{tag}"), requests as f64);
+            origin_requests += requests;
+            errors += r.socket_errors + r.non_2xx;
+        }
+        rec.set("origin_requests_hit", origin_requests as f64);
+        rec.set("errors", errors as f64);
+        Ok(())
     }
 
     fn measure_into(
@@ -536,7 +677,7 @@ impl Bench {
     }
 
     /// CPU figures of one load run: proxy and origin CPU per 1,000 requests; for the
-    /// 1 KiB run also how busy each core was.
+    /// 1 KiB runs (`1k`, `hit_1k`) also how busy each core was.
     fn cpu_figures(
         &self,
         rec: &mut Record,
@@ -556,12 +697,12 @@ impl Bench {
         rec.set(&format!("user_ms_per_1k_{tag}"), per_1k(user));
         rec.set(&format!("sys_ms_per_1k_{tag}"), per_1k(sys));
         rec.set(&format!("origin_cpu_ms_per_1k_{tag}"), per_1k(origin));
-        if tag != "1k" {
+        if tag != "1k" && tag != "hit_1k" {
             return;
         }
         let secs = s1.at.duration_since(s0.at).as_secs_f64();
         rec.set(
-            "proxy_cpu_pct_1k",
+            &format!("proxy_cpu_pct_{tag}"),
             proxy as f64 * tick_ms / 10.0 / secs.max(1e-3),
         );
         let core = |list: &str| list.parse::<usize>().ok();
@@ -575,16 +716,22 @@ impl Bench {
         if let Some((b, total)) = core(&self.server_cpu).and_then(busy) {
             if total > 0 {
                 let ours = if direct { origin } else { proxy + origin };
-                rec.set("server_core_busy_pct_1k", 100.0 * b as f64 / total as f64);
                 rec.set(
-                    "server_core_other_pct_1k",
+                    &format!("server_core_busy_pct_{tag}"),
+                    100.0 * b as f64 / total as f64,
+                );
+                rec.set(
+                    &format!("server_core_other_pct_{tag}"),
                     100.0 * b.saturating_sub(ours) as f64 / total as f64,
                 );
             }
         }
         if let Some((b, total)) = core(&self.client_cpu).and_then(busy) {
             if total > 0 {
-                rec.set("client_core_busy_pct_1k", 100.0 * b as f64 / total as f64);
+                rec.set(
+                    &format!("client_core_busy_pct_{tag}"),
+                    100.0 * b as f64 / total as f64,
+                );
             }
         }
     }
@@ -614,6 +761,115 @@ pub fn stub_delta(before: StubStatus, after: StubStatus) -> (u64, u64) {
             .saturating_sub(before.requests)
             .saturating_sub(1),
     )
+}
+
+/// Where `nginx-cache` keeps its cache: on tmpfs (`/dev/shm`) when the machine has it,
+/// else in the work dir. Named after the base port: two runs cannot share ports, and a
+/// run left behind by a crash is cleaned by the next one on the same ports.
+pub fn nginx_cache_dir(work: &Path, base_port: u16) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.join(format!("proxy-loadbench-{base_port}-nginx-cache"))
+    } else {
+        work.join("nginx-cache").join("cache")
+    }
+}
+
+/// The outcome of [`check_hit`] for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitCheck {
+    /// The path.
+    pub path: String,
+    /// [`CACHE_STATUS`] of the filling request (`-`: none).
+    pub fill: String,
+    /// [`CACHE_STATUS`] of the last check (`-`: none).
+    pub last: String,
+    /// Requests after the fill until a hit (or the last try).
+    pub tries: u32,
+    /// Whether a check answered a hit.
+    pub hit: bool,
+}
+
+impl HitCheck {
+    /// One line for the record's notes.
+    pub fn note(&self) -> String {
+        if self.hit {
+            format!(
+                "cache check {}: fill {CACHE_STATUS}: {}, then {} ({} request(s))",
+                self.path, self.fill, self.last, self.tries
+            )
+        } else {
+            format!(
+                "NOT A HIT: {} answered {CACHE_STATUS}: {} after the fill ({}) and {} more \
+                 request(s): the figures below measure the proxy path, not the cache",
+                self.path, self.last, self.fill, self.tries
+            )
+        }
+    }
+}
+
+/// Whether a [`CACHE_STATUS`] value says hit (`hit`, `HIT`).
+pub fn is_hit(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("hit")
+}
+
+/// Fill `path` in the cache at `addr` with one `GET` (200 with `len` bytes, else an
+/// error), then ask again until [`CACHE_STATUS`] says hit: up to 20 times, 50 ms apart
+/// (a fill may become visible just after its last byte is sent).
+pub fn check_hit(addr: SocketAddr, path: &str, len: usize) -> Result<HitCheck, String> {
+    let get = || -> Result<String, String> {
+        let r = http::get_response(addr, path, Duration::from_secs(5))?;
+        if r.status != 200 || r.body.len() != len {
+            return Err(format!(
+                "GET {path}: status {}, {} bytes (want 200, {len} bytes)",
+                r.status,
+                r.body.len()
+            ));
+        }
+        Ok(r.header(CACHE_STATUS).unwrap_or("-").to_string())
+    };
+    let mut c = HitCheck {
+        path: path.to_string(),
+        fill: get()?,
+        last: String::new(),
+        tries: 0,
+        hit: false,
+    };
+    while c.tries < 20 {
+        if c.tries > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c.tries += 1;
+        c.last = get()?;
+        if is_hit(&c.last) {
+            c.hit = true;
+            break;
+        }
+    }
+    Ok(c)
+}
+
+/// The warnings a cache target's record calls for: answers that were not hits, and
+/// requests that reached the origin during the hit runs.
+pub fn cache_warnings(rec: &Record) -> Vec<String> {
+    let mut w = Vec::new();
+    let who = format!("{}, round {}", rec.target, rec.round);
+    if rec.values.get("hits_verified") == Some(&0.0) {
+        w.push(format!(
+            "{who}: responses were NOT cache hits ({CACHE_STATUS} did not say hit after the \
+             fill; see the notes in the JSON line): its cache-hit figures measure the proxy \
+             path, not the cache"
+        ));
+    }
+    if let Some(&n) = rec.values.get("origin_requests_hit") {
+        if n > 0.0 {
+            w.push(format!(
+                "{who}: the origin served {n:.0} request(s) during the cache-hit runs \
+                 (expected 0): not every answer was a hit"
+            ));
+        }
+    }
+    w
 }
 
 /// A body of `n` bytes: printable, line-structured, no two lines alike at the start.
@@ -688,6 +944,57 @@ mod tests {
     fn bodies() {
         assert_eq!(body(SMALL).len(), 1024);
         assert_eq!(body(LARGE).len(), 102_400);
+    }
+
+    #[test]
+    fn kinds() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert!(Kind::NginxCache.is_cache() && !Kind::Nginx.is_cache());
+        assert!(Kind::ForwardCache.uses_forward() && !Kind::NginxCache.uses_forward());
+        let p = Ports::from_base(28000);
+        let mut all: Vec<u16> = vec![p.origin, p.origin_h2, p.status];
+        for k in Kind::ALL {
+            let (port, h2) = p.of(k);
+            all.push(port);
+            all.extend(h2.filter(|&h| h != port));
+        }
+        // direct is the origin; every other port is one target's alone.
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n - 2, "direct's two ports are the origin's");
+    }
+
+    #[test]
+    fn hits_and_warnings() {
+        assert!(is_hit("hit") && is_hit("HIT") && !is_hit("miss") && !is_hit("-"));
+        let mut r = Record {
+            round: 2,
+            target: "nginx-cache".into(),
+            ..Record::default()
+        };
+        r.set("hits_verified", 1.0);
+        r.set("origin_requests_hit", 0.0);
+        assert!(cache_warnings(&r).is_empty());
+        r.set("hits_verified", 0.0);
+        r.set("origin_requests_hit", 3.0);
+        let w = cache_warnings(&r);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("nginx-cache, round 2: responses were NOT cache hits"));
+        assert!(w[1].contains("3 request(s)"));
+        let c = HitCheck {
+            path: "/cached/1k".into(),
+            fill: "miss".into(),
+            last: "hit".into(),
+            tries: 1,
+            hit: true,
+        };
+        assert_eq!(
+            c.note(),
+            "cache check /cached/1k: fill x-cache-status: miss, then hit (1 request(s))"
+        );
     }
 
     #[test]

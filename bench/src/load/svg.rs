@@ -21,7 +21,7 @@ pub struct Series {
 pub struct Chart {
     /// Title on top.
     pub title: String,
-    /// Subtitle (unit, what the whiskers are).
+    /// Subtitle (unit, what the whiskers are); a `\n` starts a second line (two fit).
     pub subtitle: String,
     /// Group labels (targets).
     pub groups: Vec<String>,
@@ -86,12 +86,15 @@ pub fn render(chart: &Chart) -> String {
         w / 2.0,
         esc(&chart.title)
     );
-    let _ = writeln!(
-        o,
-        r##"<text x="{}" y="42" fill="#555" text-anchor="middle">{}</text>"##,
-        w / 2.0,
-        esc(&chart.subtitle)
-    );
+    for (i, line) in chart.subtitle.lines().take(2).enumerate() {
+        let _ = writeln!(
+            o,
+            r##"<text x="{}" y="{}" fill="#555" text-anchor="middle">{}</text>"##,
+            w / 2.0,
+            42 + 14 * i,
+            esc(line)
+        );
+    }
     // Grid and y axis labels.
     let mut t = 0.0;
     while t <= axis_max + step / 2.0 {
@@ -224,7 +227,7 @@ mod tests {
         };
         let c = Chart {
             title: "CPU <test>".into(),
-            subtitle: "ms".into(),
+            subtitle: "ms\nsecond line".into(),
             groups: vec!["a".into(), "b".into()],
             series: vec![Series {
                 name: "1 KiB".into(),
@@ -237,6 +240,7 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("CPU &lt;test&gt;"));
         assert!(svg.contains("n/a"));
+        assert!(svg.contains(r##"y="56" fill="#555" text-anchor="middle">second line<"##));
         assert!(svg.trim_end().ends_with("</svg>"));
     }
 }
