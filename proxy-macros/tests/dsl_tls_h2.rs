@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::origin;
 use proxy_runtime::prelude::*;
-use proxy_runtime::server::{ConnectionTracker, Service, ShutdownWatch};
+use proxy_runtime::server::{ConnectionTracker, Service, ShutdownWatch, Workers};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,9 +62,11 @@ async fn tls_listener_and_h2_upstream_serve_h2_and_h1_clients() {
     let ca = write_cert();
     let conf = secure::config().with_upstream("Api", &[&origin("h2-origin").await]);
     let mut service = secure::service(&conf).unwrap();
-    let bound = Service::bind(&mut service).await.unwrap();
+    let workers = Workers::current();
+    let bound = Service::bind(&mut service, &workers).await.unwrap();
     let addr = *bound[0].as_inet().unwrap();
     tokio::spawn(Box::new(service).serve(
+        Arc::new(workers),
         ShutdownWatch::never(),
         Arc::new(ConnectionTracker::default()),
     ));

@@ -80,7 +80,7 @@ struct Args {
     /// Runtime layout: `work_stealing` (one multi-threaded runtime) or `per_core` (one
     /// single-threaded runtime per worker thread, each with its own `SO_REUSEPORT`
     /// listener)
-    #[arg(long, default_value = "work_stealing")]
+    #[arg(long, default_value = "per_core")]
     runtime: proxy_runtime::server::RuntimeLayout,
     /// Worker threads (default: one per core).
     #[arg(long)]

@@ -151,7 +151,7 @@ pub struct ProxyConfig {
     pub tls_listen: Vec<(String, crate::protocols::tls::TlsServerSettings)>,
     /// Worker threads (`None`: one per core).
     pub threads: Option<usize>,
-    /// Runtime layout (`None`: the server's default, work stealing).
+    /// Runtime layout (`None`: the server's default, per core).
     pub runtime: Option<crate::server::RuntimeLayout>,
     /// Shutdown grace period.
     pub grace_period: Option<Duration>,

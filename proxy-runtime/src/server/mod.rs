@@ -48,7 +48,8 @@ use crate::proxy::ProxyOptions;
 pub struct ServerConf {
     /// Worker threads of the runtime (default: one per core).
     pub threads: usize,
-    /// How the worker threads run connections (default: one work-stealing runtime).
+    /// How the worker threads run connections (default: one single-threaded runtime
+    /// per worker, [`RuntimeLayout::PerCore`]).
     /// With one thread both layouts are the same single-threaded runtime.
     pub runtime: RuntimeLayout,
     /// How long in-flight requests may take to finish after shutdown starts.

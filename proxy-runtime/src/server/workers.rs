@@ -18,13 +18,17 @@ pub enum RuntimeLayout {
     /// One tokio multi-threaded runtime: every listener is accepted on by one task and
     /// idle workers steal tasks from busy ones. Evens out uneven connections; pays for
     /// cross-thread wake-ups and shared queues.
-    #[default]
     WorkStealing,
     /// One single-threaded runtime per worker thread. Every worker accepts on its own
     /// listening socket bound to the same address with `SO_REUSEPORT` (the kernel
     /// spreads new connections), and a connection's tasks never leave its thread.
     /// Unix sockets and listeners bound by the caller are shared by the workers
     /// instead.
+    ///
+    /// The default: with two workers on a 2-core machine it spent 27 % less CPU per
+    /// request than work stealing and served 35 % more requests per second
+    /// (`docs/src/performance.md`, "Runtime layouts").
+    #[default]
     PerCore,
 }
 
