@@ -171,13 +171,17 @@ impl CaseMap {
     }
 
     pub(crate) fn remove(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
-        let removed = match name.key() {
+        let key = name.key();
+        let removed = match key {
             KeyRef::Str(s) => self.values.remove(s),
             KeyRef::Name(n) => self.values.remove(n),
         };
-        if removed.is_some() {
-            let values = &self.values;
-            self.spellings.retain(|(n, _)| values.contains_key(n));
+        if removed.is_some() && !self.spellings.is_empty() {
+            // Names are stored in lower case; a text key matches case-insensitively.
+            self.spellings.retain(|(n, _)| match key {
+                KeyRef::Str(s) => !n.as_str().eq_ignore_ascii_case(s),
+                KeyRef::Name(k) => n != k,
+            });
         }
         removed
     }

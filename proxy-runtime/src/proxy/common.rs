@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, header};
+use http::{HeaderName, HeaderValue, header};
 
 use super::HttpProxy;
 use crate::cache::state::ClientView;
@@ -347,53 +347,68 @@ pub(crate) fn refine_retry(e: Box<Error>, method: &http::Method, write_failed: b
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross a proxy.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
+/// Headers that concern one connection only (RFC 9110 §7.6.1), as parsed names: removing
+/// by name skips parsing and hashing text again. `Connection` comes first
+/// (`strip_hop_by_hop` tests its bit).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 /// Remove hop-by-hop headers and every header the `Connection` header names. With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
 /// set to `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass of cheap name comparisons (standard
-    // names compare as enum tags) instead of a hash lookup per name in both maps.
-    if !keep_upgrade && !headers.values().keys().any(is_hop_by_hop) {
+    // One pass of cheap name comparisons (standard names compare as enum tags) finds
+    // which of them are present; most messages carry none, or only `Connection`.
+    let mut present = 0u8;
+    for name in headers.values().keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if !keep_upgrade && present == 0 {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .values()
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .collect();
-    for name in listed {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
+    if present & 1 != 0 {
+        // The names `Connection` lists, removed by text (no name is built): values are
+        // cheap to clone (shared bytes) and let the map be changed while reading them.
+        let listed: Vec<HeaderValue> = headers
+            .values()
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        for value in &listed {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let Ok(name) = std::str::from_utf8(token.trim_ascii()) else {
+                    continue;
+                };
+                if name.is_empty()
+                    || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"))
+                    || HOP_BY_HOP
+                        .iter()
+                        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+                {
+                    // Empty, kept, or one of the fixed set (handled below).
+                    continue;
+                }
+                headers.remove(name);
+            }
         }
-        headers.remove(&name);
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && name == "upgrade" {
-            continue;
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 && !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
         }
-        headers.remove(name);
     }
     if keep_upgrade {
         // Both names are constants; this cannot fail.

@@ -673,20 +673,16 @@ pub fn parse_response(
         return Ok(None);
     }
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    // Most responses have a few headers: parse with slots on the stack, and only if
-    // they do not suffice (and the limit allows more) with the full count on the heap.
-    let mut stack = [httparse::EMPTY_HEADER; STACK_RESPONSE_HEADERS];
-    let mut heap = Vec::new();
-    let slots: &mut [httparse::Header<'_>] = if max_headers <= STACK_RESPONSE_HEADERS
-        || response_header_count_hint(buf) <= STACK_RESPONSE_HEADERS
-    {
-        &mut stack[..max_headers.min(STACK_RESPONSE_HEADERS)]
-    } else {
-        heap.resize(max_headers, httparse::EMPTY_HEADER);
-        &mut heap
-    };
-    let mut resp = httparse::Response::new(slots);
-    let head_len = match resp.parse(&buf[..]) {
+    // Uninitialized slots, as for requests: nothing is written before the parser fills
+    // a slot, so the limit's size costs nothing on the usual few-header response.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        &buf[..],
+        &mut slots[..max_headers],
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {
@@ -723,18 +719,6 @@ pub fn parse_response(
     }
     fill_headers(&head, &raw, header.headers_mut_raw(), 502)?;
     finish_response(header, method).map(Some)
-}
-
-/// Header slots on the stack when parsing a response.
-const STACK_RESPONSE_HEADERS: usize = 32;
-
-/// An upper bound of the header lines in what is buffered (counts line feeds).
-fn response_header_count_hint(buf: &[u8]) -> usize {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    buf[..end].iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Decide the body framing of a response (RFC 9112 §6.3).
