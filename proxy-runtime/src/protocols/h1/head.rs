@@ -11,7 +11,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
 use crate::http::case_map::CaseMap;
@@ -704,7 +704,12 @@ pub fn parse_response(
     let status = StatusCode::from_u16(code).map_err(|_| bad(502, "invalid status code"))?;
     let reason_at = resp.reason.map(|r| offset_in(buf, r.as_bytes()));
     let raw = collect_headers(buf, resp.headers);
-    let head = buf.split_to(head_len).freeze();
+    // The head gets its own small allocation rather than a share of the read buffer:
+    // the response header outlives the upstream connection's use of that buffer (it is
+    // still held while the client is answered), and a shared buffer could not go back
+    // to the buffer pool when the connection returns to the connection pool.
+    let head = Bytes::copy_from_slice(&buf[..head_len]);
+    buf.advance(head_len);
     let mut header = ResponseHeader::new(status, raw.len);
     header.version = if minor == 1 {
         Version::HTTP_11
