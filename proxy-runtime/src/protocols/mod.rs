@@ -139,12 +139,20 @@ impl Stream {
 
     /// Wait until the stream has something to read (or is closed) without reading it,
     /// so an idle connection does not need a read buffer while it waits.
-    pub async fn readable(&self) -> io::Result<()> {
+    ///
+    /// A poll function underneath, not an `async fn`: the future is a reference (every
+    /// idle connection holds one).
+    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_read_ready(cx))
+    }
+
+    /// Poll form of [`Stream::readable`].
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
             // TLS may hold decrypted bytes the socket no longer shows: read to find out.
-            Stream::TlsServer(_) | Stream::TlsClient(_) => Ok(()),
+            Stream::TlsServer(_) | Stream::TlsClient(_) => Poll::Ready(Ok(())),
         }
     }
 

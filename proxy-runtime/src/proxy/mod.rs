@@ -98,9 +98,6 @@ impl<P: ProxyHttp> HttpProxy<P> {
     pub async fn serve_connection(self: Arc<Self>, stream: Stream, shutdown: ShutdownWatch) {
         let client_addr = stream.peer_addr();
         let server_addr = stream.local_addr();
-        let peer_label = client_addr
-            .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string);
         if stream.alpn() == Some(b"h2".as_slice()) {
             // Boxed, like every large sub-future here: an idle HTTP/1 connection's task
             // then holds a few hundred bytes instead of the largest state it may reach.
@@ -126,9 +123,35 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         let mut served = 0u64;
         loop {
+            if io.rbuf.is_empty() {
+                // Idle between requests in a small state: buffers given back, waiting
+                // for the next bytes (or shutdown). Reading and parsing the head happen
+                // in their own allocation below, so an idle connection's task does not
+                // carry the larger state a partly received head needs.
+                io.release_buffers();
+                let wait = if served == 0 {
+                    self.downstream.header_read_timeout
+                } else {
+                    self.downstream.keepalive_timeout
+                };
+                let readable = tokio::select! {
+                    biased;
+                    r = lazy_timeout(wait, io.stream.readable()) => matches!(r, Ok(Ok(()))),
+                    () = shutdown.wait() => return,
+                };
+                if !readable {
+                    return;
+                }
+            }
+            let reading = Box::pin(read_request(
+                io,
+                &self.downstream,
+                served,
+                client_addr.as_ref(),
+            ));
             let outcome = tokio::select! {
                 biased;
-                outcome = read_request(io, &self.downstream, served, &peer_label) => outcome,
+                outcome = reading => outcome,
                 // Idle (or still sending a head) when shutdown starts: just close.
                 () = shutdown.wait() => return,
             };
@@ -136,21 +159,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 ReadOutcome::Request(h1) => h1,
                 ReadOutcome::Closed => return,
             };
-            let mut session = Session::new_h1(
-                h1,
-                client_addr.clone(),
-                server_addr.clone(),
-                self.opts.retry_buffer_limit,
-            );
-            session.modules = self.modules.build_ctx();
-            session.set_shutdown_watch(shutdown.clone());
-            if shutdown.is_shutting_down() {
-                session.set_keepalive_off();
-            }
             // The request's phases live in their own allocation while it runs: the
             // connection's task stays small between requests (idle keep-alive
-            // connections hold ~1 KiB, not the ~6 KiB a request's state needs).
-            match Box::pin(self.process_request(session, &shutdown)).await {
+            // connections hold well under 1 KiB, not the ~6 KiB a request's state needs).
+            let request = self.start_request(h1, &client_addr, &server_addr, &shutdown);
+            match request.await {
                 Some(next) if !shutdown.is_shutting_down() => {
                     io = next;
                     served += 1;
@@ -158,6 +171,33 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 _ => return,
             }
         }
+    }
+}
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// The session for a request head and its phases, boxed. A plain function rather
+    /// than code in `serve_connection`: a session built there would keep its room in
+    /// the connection's state (an `async fn` keeps the storage of values moved out
+    /// before an await), and every idle connection would carry it.
+    fn start_request<'a>(
+        self: &'a Arc<Self>,
+        h1: Box<crate::protocols::h1::server::ServerSession>,
+        client_addr: &Option<crate::protocols::SocketAddress>,
+        server_addr: &Option<crate::protocols::SocketAddress>,
+        shutdown: &'a ShutdownWatch,
+    ) -> std::pin::Pin<Box<impl std::future::Future<Output = Option<ConnIo>> + 'a>> {
+        let mut session = Session::new_h1(
+            h1,
+            client_addr.clone(),
+            server_addr.clone(),
+            self.opts.retry_buffer_limit,
+        );
+        session.modules = self.modules.build_ctx();
+        session.set_shutdown_watch(shutdown.clone());
+        if shutdown.is_shutting_down() {
+            session.set_keepalive_off();
+        }
+        Box::pin(self.process_request(session, shutdown))
     }
 }
 

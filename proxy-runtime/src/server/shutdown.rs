@@ -2,56 +2,74 @@
 //! the server waits on (up to a grace period) before it exits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+
+/// The flag and the wake-up every watch shares.
+#[derive(Debug, Default)]
+struct Signal {
+    down: AtomicBool,
+    notify: Notify,
+}
 
 /// Starts the shutdown that [`ShutdownWatch`]es observe.
 #[derive(Debug)]
 pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
+    signal: Arc<Signal>,
 }
 
-/// Observes whether shutdown has started. Cheap to clone.
+/// Observes whether shutdown has started. Cheap to clone; waiting on it is a small
+/// future (every idle connection holds one).
 #[derive(Debug, Clone)]
 pub struct ShutdownWatch {
-    rx: watch::Receiver<bool>,
+    signal: Arc<Signal>,
 }
 
 impl ShutdownTrigger {
     /// A trigger and its first watch.
     pub fn new() -> (Self, ShutdownWatch) {
-        let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger { tx }, ShutdownWatch { rx })
+        let signal = Arc::new(Signal::default());
+        (
+            ShutdownTrigger {
+                signal: signal.clone(),
+            },
+            ShutdownWatch { signal },
+        )
     }
 
     /// Start shutting down: listeners stop accepting, idle connections close, busy ones
     /// finish their request and close.
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.signal.down.store(true, Ordering::Release);
+        self.signal.notify.notify_waiters();
     }
 }
 
 impl ShutdownWatch {
     /// A watch that never fires (for serving outside a [`Server`](super::Server)).
     pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        // Keep the sender alive forever so the receiver never reports closure.
-        std::mem::forget(tx);
-        ShutdownWatch { rx }
+        ShutdownWatch {
+            signal: Arc::new(Signal::default()),
+        }
     }
 
     /// Whether shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        *self.rx.borrow()
+        self.signal.down.load(Ordering::Acquire)
     }
 
     /// Wait until shutdown starts.
     pub async fn wait(&self) {
-        let mut rx = self.rx.clone();
-        if rx.wait_for(|down| *down).await.is_err() {
-            // The trigger is gone without firing: shutdown will never come.
-            std::future::pending::<()>().await;
+        loop {
+            // Registered before the flag is checked, so a trigger in between is seen.
+            let notified = self.signal.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_shutting_down() {
+                return;
+            }
+            notified.await;
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderMap, Method, StatusCode, Version, header};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::protocols::SocketAddress;
 use crate::protocols::timeout::{lazy_timeout, lazy_timeout_at};
 
 use super::H1ServerOptions;
@@ -66,8 +67,10 @@ pub async fn read_request(
     mut io: ConnIo,
     opts: &Arc<H1ServerOptions>,
     served: u64,
-    peer: &str,
+    peer: Option<&SocketAddress>,
 ) -> ReadOutcome {
+    // The client's address, for log lines (formatted only when one is written).
+    let peer = tracing::field::display(PeerLabel(peer));
     if io.rbuf.is_empty() {
         io.release_buffers();
         let wait = if served == 0 {
@@ -129,6 +132,18 @@ pub async fn read_request(
                 Box::pin(reject(io, &e)).await;
                 return ReadOutcome::Closed;
             }
+        }
+    }
+}
+
+/// A client address as log lines show it (`-` when unknown).
+struct PeerLabel<'a>(Option<&'a SocketAddress>);
+
+impl std::fmt::Display for PeerLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
         }
     }
 }
