@@ -382,12 +382,11 @@ async fn matrix_from_h2_tls_client() {
 }
 
 /// An HTTP/2 client may send request trailers after a body whose length it declared
-/// (nghttp does, announcing them with `Trailer`). Towards an HTTP/1.1 origin the proxy
-/// keeps the `Content-Length` framing, which cannot carry trailers, and drops them
-/// silently; sending the body chunked (at least when trailers were announced) would
-/// keep them. The matrix above sends trailers only with bodies of unknown length.
+/// (nghttp does, announcing them with `Trailer`). `Content-Length` framing cannot carry
+/// trailers to an HTTP/1.1 origin: when they were announced, the proxy sends the body
+/// chunked so they arrive. (The matrix above sends trailers only with bodies of
+/// unknown length.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: request trailers after a body with content-length are dropped towards an HTTP/1.1 origin (proxy/h1.rs upstream_request_framing keeps Content-Length)"]
 async fn h2_request_trailers_with_a_length_reach_an_http1_origin() {
     let w = world().await;
     for up in [Up::H1, Up::H1Tls, Up::H2c] {

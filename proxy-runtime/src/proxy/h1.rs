@@ -224,8 +224,15 @@ fn upstream_request_framing(
     let declared = req
         .header_str(header::CONTENT_LENGTH)
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // An HTTP/2 request may end in trailers after a body of declared length; HTTP/1.1
+    // carries trailers only in chunked framing. When the client announced them
+    // (`Trailer`), the body goes chunked so that they reach the origin.
+    let trailers_announced =
+        session.downstream_is_h2() && session.req_header().headers().contains_key(header::TRAILER);
     match (client_framing, declared) {
-        (BodyFraming::Length(n), Some(d)) if n == d => Ok(BodyFraming::Length(n)),
+        (BodyFraming::Length(n), Some(d)) if n == d && !trailers_announced => {
+            Ok(BodyFraming::Length(n))
+        }
         _ => {
             req.remove_header(header::CONTENT_LENGTH);
             req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
