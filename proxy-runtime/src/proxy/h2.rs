@@ -95,7 +95,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     let proxy = self.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        proxy.process_request(session, &shutdown).await;
+                        // The phases' large state in its own allocation, made in place
+                        // at the first poll: the task itself stays small, so spawning
+                        // does not copy the whole state around (nor take a large chunk
+                        // from the allocator).
+                        Box::pin(proxy.process_request(session, &shutdown)).await;
                     });
                 }
                 Some(Err(e)) => {
