@@ -160,7 +160,11 @@ impl<P: ProxyHttp> HttpProxyService<P> {
                             None => stream,
                             Some(acceptor) => {
                                 let limit = proxy.downstream.header_read_timeout;
-                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                // Boxed: the handshake's state (~1.4 KiB) would otherwise
+                                // be part of every connection's task, cleartext ones too.
+                                let handshake =
+                                    Box::pin(tokio::time::timeout(limit, acceptor.accept(stream)));
+                                match handshake.await {
                                     Ok(Ok(s)) => s,
                                     Ok(Err(e)) => {
                                         tracing::debug!("TLS handshake failed: {e}");
