@@ -461,10 +461,7 @@ impl Bench {
     ) -> Result<(), String> {
         let (port, _) = self.ports.of(kind);
         let t = kind.name();
-        let step = |s: &str| {
-            let s = s.to_string();
-            move |e: String| format!("{t}, step {s}: {e}")
-        };
+        let step = |s: &str| step_error(t, s);
         let mut verified = true;
         for (path, len) in CACHED {
             let check = check_hit(loopback(port), path, len).map_err(step("fill and hit check"))?;
@@ -523,10 +520,7 @@ impl Bench {
     ) -> Result<(), String> {
         let (port, h2_port) = self.ports.of(kind);
         let t = kind.name();
-        let step = |s: &str| {
-            let s = s.to_string();
-            move |e: String| format!("{t}, step {s}: {e}")
-        };
+        let step = |s: &str| step_error(t, s);
         if let Err(e) = procfs::reset_peak_rss(proxy) {
             rec.notes.push(format!("peak RSS not reset: {e}"));
         }
@@ -934,6 +928,12 @@ pub fn wait_ready(g: &mut Guarded, addr: SocketAddr, logs: &[PathBuf]) -> Result
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An error of one measuring step, naming the target and the step: `map_err(step(..))`.
+fn step_error(target: &str, step: &str) -> impl FnOnce(String) -> String + use<> {
+    let (target, step) = (target.to_string(), step.to_string());
+    move |e: String| format!("{target}, step {step}: {e}")
 }
 
 #[cfg(test)]
