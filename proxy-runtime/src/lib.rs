@@ -29,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+mod boxed;
 pub mod cache;
 pub mod dsl;
 pub mod error;

@@ -642,10 +642,10 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     }
     let stop = origin.stop("TERM", Duration::from_secs(10));
     eprintln!("loadbench: origin {stop}");
-    if targets.contains(&Kind::NginxCache) {
-        if let Err(e) = bench.remove_nginx_cache_dir() {
-            eprintln!("loadbench: {e}");
-        }
+    if targets.contains(&Kind::NginxCache)
+        && let Err(e) = bench.remove_nginx_cache_dir()
+    {
+        eprintln!("loadbench: {e}");
     }
     machine.push(format!(
         "load average at end: {}",

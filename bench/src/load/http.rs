@@ -159,14 +159,14 @@ pub fn get_response(addr: SocketAddr, path: &str, timeout: Duration) -> Result<R
         if head.is_none() {
             head = parse_head(&buf).map_err(|e| format!("GET {path} from {addr}: {e}"))?;
         }
-        if let Some(h) = head {
-            if body_complete(h.body, &buf[h.len..]) {
-                return Ok(Response {
-                    status: h.status,
-                    headers: parse_header_fields(&buf[..h.len]),
-                    body: buf[h.len..].to_vec(),
-                });
-            }
+        if let Some(h) = head
+            && body_complete(h.body, &buf[h.len..])
+        {
+            return Ok(Response {
+                status: h.status,
+                headers: parse_header_fields(&buf[..h.len]),
+                body: buf[h.len..].to_vec(),
+            });
         }
     }
 }

@@ -707,26 +707,26 @@ impl Bench {
                 b.total.saturating_sub(a.total),
             ))
         };
-        if let Some((b, total)) = core(&self.server_cpu).and_then(busy) {
-            if total > 0 {
-                let ours = if direct { origin } else { proxy + origin };
-                rec.set(
-                    &format!("server_core_busy_pct_{tag}"),
-                    100.0 * b as f64 / total as f64,
-                );
-                rec.set(
-                    &format!("server_core_other_pct_{tag}"),
-                    100.0 * b.saturating_sub(ours) as f64 / total as f64,
-                );
-            }
+        if let Some((b, total)) = core(&self.server_cpu).and_then(busy)
+            && total > 0
+        {
+            let ours = if direct { origin } else { proxy + origin };
+            rec.set(
+                &format!("server_core_busy_pct_{tag}"),
+                100.0 * b as f64 / total as f64,
+            );
+            rec.set(
+                &format!("server_core_other_pct_{tag}"),
+                100.0 * b.saturating_sub(ours) as f64 / total as f64,
+            );
         }
-        if let Some((b, total)) = core(&self.client_cpu).and_then(busy) {
-            if total > 0 {
-                rec.set(
-                    &format!("client_core_busy_pct_{tag}"),
-                    100.0 * b as f64 / total as f64,
-                );
-            }
+        if let Some((b, total)) = core(&self.client_cpu).and_then(busy)
+            && total > 0
+        {
+            rec.set(
+                &format!("client_core_busy_pct_{tag}"),
+                100.0 * b as f64 / total as f64,
+            );
         }
     }
 }
@@ -855,13 +855,13 @@ pub fn cache_warnings(rec: &Record) -> Vec<String> {
              path, not the cache"
         ));
     }
-    if let Some(&n) = rec.values.get("origin_requests_hit") {
-        if n > 0.0 {
-            w.push(format!(
-                "{who}: the origin served {n:.0} request(s) during the cache-hit runs \
+    if let Some(&n) = rec.values.get("origin_requests_hit")
+        && n > 0.0
+    {
+        w.push(format!(
+            "{who}: the origin served {n:.0} request(s) during the cache-hit runs \
                  (expected 0): not every answer was a hit"
-            ));
-        }
+        ));
     }
     w
 }

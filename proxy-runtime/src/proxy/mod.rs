@@ -143,12 +143,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     return;
                 }
             }
-            let reading = Box::pin(read_request(
-                io,
-                &self.downstream,
-                served,
-                client_addr.as_ref(),
-            ));
+            let reading = crate::boxed::pin_in_place(|| {
+                read_request(io, &self.downstream, served, client_addr.as_ref())
+            });
             let outcome = tokio::select! {
                 biased;
                 outcome = reading => outcome,
@@ -197,7 +194,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if shutdown.is_shutting_down() {
             session.set_keepalive_off();
         }
-        Box::pin(self.process_request(session, shutdown))
+        // Built in place: the state is about 6 KiB.
+        crate::boxed::pin_in_place(|| self.process_request(session, shutdown))
     }
 }
 

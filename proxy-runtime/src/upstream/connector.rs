@@ -110,10 +110,8 @@ impl Connector {
             peer.options.h2
         };
         let h1_only_fallback = peer.tls && peer.options.alpn == Alpn::H2;
-        if !h2_only {
-            if let Some(stream) = self.pool.take(key) {
-                return Ok((UpstreamConn::H1(stream), true));
-            }
+        if !h2_only && let Some(stream) = self.pool.take(key) {
+            return Ok((UpstreamConn::H1(stream), true));
         }
         let stream = self.connect(peer).await?;
         let use_h2 = if peer.tls {

@@ -89,9 +89,9 @@ pub async fn read_request(
     loop {
         match head::parse_request(&mut io.rbuf, &opts.head) {
             Ok(Some(parsed)) => {
-                return ReadOutcome::Request(Box::new(ServerSession::new(
-                    io, parsed, opts, served,
-                )));
+                return ReadOutcome::Request(crate::boxed::in_place(|| {
+                    ServerSession::new(io, parsed, opts, served)
+                }));
             }
             Ok(None) => {}
             Err(e) => {
