@@ -9,7 +9,7 @@ use crate::http::{RequestHeader, ResponseHeader};
 
 /// Request fields the cache evaluates itself: they are not sent to the origin when the
 /// response may be stored (the origin must send the whole representation).
-const CLIENT_CONDITIONALS: [HeaderName; 4] = [
+static CLIENT_CONDITIONALS: [HeaderName; 4] = [
     header::RANGE,
     header::IF_RANGE,
     header::IF_NONE_MATCH,
@@ -92,7 +92,7 @@ pub fn weak_eq(a: &[u8], b: &[u8]) -> bool {
 /// The `304 Not Modified` for a stored `resp` (RFC 9110 §15.4.5): the fields a cache
 /// needs to update its own copy, no body.
 pub fn not_modified_head(resp: &ResponseHeader) -> ResponseHeader {
-    const KEPT: [HeaderName; 8] = [
+    static KEPT: [HeaderName; 8] = [
         header::CACHE_CONTROL,
         header::CONTENT_LOCATION,
         header::DATE,
@@ -130,7 +130,7 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, revalidating: Option<&R
 }
 
 /// Fields of a `304` that do not update the stored response (RFC 9111 §3.2).
-const NOT_UPDATED: [HeaderName; 5] = [
+static NOT_UPDATED: [HeaderName; 5] = [
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
     header::CONTENT_RANGE,

@@ -353,7 +353,9 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// Headers that concern one connection only (RFC 9110 §7.6.1), as parsed names: removing
 /// by name skips parsing and hashing text again. `Connection` comes first
 /// (`strip_hop_by_hop` tests its bit).
-const HOP_BY_HOP: [HeaderName; 7] = [
+// A `static`, not a `const`: a `const` array of names is built and dropped again at
+// every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -379,29 +381,22 @@ pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
         return;
     }
     if present & 1 != 0 {
-        // The names `Connection` lists, removed by text (no name is built): values are
-        // cheap to clone (shared bytes) and let the map be changed while reading them.
-        let listed: Vec<HeaderValue> = headers
-            .values()
+        // The other names `Connection` lists go too. Usually it lists only options
+        // (`keep-alive`, `close`) that name no header present: look before copying.
+        let values = headers.values();
+        let listed_present = values
             .get_all(header::CONNECTION)
             .iter()
-            .cloned()
-            .collect();
-        for value in &listed {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let Ok(name) = std::str::from_utf8(token.trim_ascii()) else {
-                    continue;
-                };
-                if name.is_empty()
-                    || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"))
-                    || HOP_BY_HOP
-                        .iter()
-                        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
-                {
-                    // Empty, kept, or one of the fixed set (handled below).
-                    continue;
+            .any(|v| listed_names(v, keep_upgrade).any(|name| values.contains_key(name)));
+        if listed_present {
+            // Removed by text (no name is built); the values are cloned (shared bytes)
+            // so that the map can change while they are read.
+            let listed: Vec<HeaderValue> =
+                values.get_all(header::CONNECTION).iter().cloned().collect();
+            for value in &listed {
+                for name in listed_names(value, keep_upgrade) {
+                    headers.remove(name);
                 }
-                headers.remove(name);
             }
         }
     }
@@ -414,6 +409,23 @@ pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
         // Both names are constants; this cannot fail.
         let _ = headers.insert(header::CONNECTION, "upgrade");
     }
+}
+
+/// The header names a `Connection` value lists, other than the fixed hop-by-hop set
+/// (removed anyway) and, with `keep_upgrade`, `upgrade`.
+fn listed_names(value: &HeaderValue, keep_upgrade: bool) -> impl Iterator<Item = &str> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .filter_map(move |token| {
+            let name = std::str::from_utf8(token.trim_ascii()).ok()?;
+            let skip = name.is_empty()
+                || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"))
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h.as_str()));
+            (!skip).then_some(name)
+        })
 }
 
 #[cfg(test)]
