@@ -2,17 +2,15 @@
 //!
 //! Idle connections are kept per [`HttpPeer::reuse_hash`](super::HttpPeer::reuse_hash),
 //! bounded per key and overall. The overall bound evicts the least recently returned
-//! connection (`lru`). A connection is only handed out if it is still quiet: one the
+//! connection. A connection is only handed out if it is still quiet: one the
 //! origin closed, or that has unexpected bytes waiting, is dropped instead (its framing
 //! is in doubt). Idle connections expire after their peer's idle timeout; a sweeper task
 //! closes expired and peer-closed connections so their sockets do not linger.
 
-use std::collections::HashMap;
-use std::num::NonZeroUsize;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use lru::LruCache;
 use tokio::time::Instant;
 
 use crate::protocols::{IdleState, Stream};
@@ -68,13 +66,56 @@ impl std::hash::Hasher for IdentityHasher {
 
 type Identity = std::hash::BuildHasherDefault<IdentityHasher>;
 
+/// Ids grow with every `put`, so each key's list is in id order, oldest first, and so
+/// is `order`. `take` pops the newest connection of a key and leaves its `order` entry
+/// behind (stale); eviction skips stale entries, and the queue is compacted when they
+/// outnumber the live ones. Nothing here allocates per request once the queues have
+/// grown to their working size (an LRU map would allocate a node per `put`).
 #[derive(Default)]
 struct PoolInner {
-    by_key: HashMap<u64, Vec<IdleConn>, Identity>,
-    /// Connection id → key, least recently returned first out.
-    order: Option<LruCache<u64, u64, Identity>>,
+    by_key: HashMap<u64, VecDeque<IdleConn>, Identity>,
+    /// `(id, key)` of returned connections, least recently returned first; includes
+    /// stale entries of connections no longer held.
+    order: VecDeque<(u64, u64)>,
+    /// Connections held, over all keys.
+    idle: usize,
     next_id: u64,
     sweeper_running: bool,
+}
+
+impl PoolInner {
+    /// Drop the least recently returned connection of any key.
+    fn evict_oldest(&mut self) {
+        while let Some((id, key)) = self.order.pop_front() {
+            // The oldest live entry is also the oldest of its key (every older
+            // connection of the key came earlier in `order`), so it is at the front.
+            let Some(list) = self.by_key.get_mut(&key) else {
+                continue;
+            };
+            if list.front().is_some_and(|c| c.id == id) {
+                list.pop_front();
+                self.idle -= 1;
+                return;
+            }
+        }
+    }
+
+    /// Drop stale `order` entries once they outnumber live ones (amortized: the
+    /// queue has grown by at least as many `put`s since the last time).
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.idle + 64 {
+            self.drop_stale_order();
+        }
+    }
+
+    /// Keep only the `order` entries of connections still held.
+    fn drop_stale_order(&mut self) {
+        let held = &self.by_key;
+        self.order.retain(|&(id, key)| {
+            held.get(&key)
+                .is_some_and(|list| list.binary_search_by_key(&id, |c| c.id).is_ok())
+        });
+    }
 }
 
 /// A bounded pool of idle upstream connections.
@@ -94,13 +135,8 @@ impl std::fmt::Debug for ConnectionPool {
 impl ConnectionPool {
     /// An empty pool with these limits.
     pub fn new(opts: PoolOptions) -> Arc<Self> {
-        let order = NonZeroUsize::new(opts.max_idle_total)
-            .map(|n| LruCache::with_hasher(n, Identity::default()));
         Arc::new(ConnectionPool {
-            inner: Mutex::new(PoolInner {
-                order,
-                ..PoolInner::default()
-            }),
+            inner: Mutex::new(PoolInner::default()),
             opts,
         })
     }
@@ -113,7 +149,7 @@ impl ConnectionPool {
 
     /// Number of idle connections held.
     pub fn idle_count(&self) -> usize {
-        self.lock().by_key.values().map(Vec::len).sum()
+        self.lock().idle
     }
 
     /// Take an idle connection for `key`, newest first, skipping ones that expired,
@@ -122,11 +158,9 @@ impl ConnectionPool {
         let mut inner = self.lock();
         let now = Instant::now();
         loop {
-            let conn = inner.by_key.get_mut(&key)?.pop()?;
-            if let Some(order) = inner.order.as_mut() {
-                order.pop(&conn.id);
-            }
-            // An emptied list stays (the sweeper drops it): the connection usually
+            let conn = inner.by_key.get_mut(&key)?.pop_back()?;
+            inner.idle -= 1;
+            // Its `order` entry stays, stale. An emptied list stays (the sweeper drops it): the connection usually
             // comes back within the request, and re-creating the list would allocate.
             if conn.expires <= now {
                 continue;
@@ -141,42 +175,36 @@ impl ConnectionPool {
 
     /// Return a connection for `key` to keep for up to `idle_timeout`.
     pub fn put(self: &Arc<Self>, key: u64, stream: Stream, idle_timeout: Duration) {
-        if idle_timeout.is_zero() || self.opts.max_idle_per_key == 0 {
-            return;
+        if idle_timeout.is_zero()
+            || self.opts.max_idle_per_key == 0
+            || self.opts.max_idle_total == 0
+        {
+            return; // pooling disabled
         }
         let mut inner = self.lock();
-        let Some(order_len) = inner.order.as_ref().map(LruCache::len) else {
-            return; // max_idle_total == 0: pooling disabled
-        };
+        let inner = &mut *inner;
         let id = inner.next_id;
         inner.next_id += 1;
-        // Per-key bound: drop the oldest of this key.
-        let per_key = inner.by_key.get(&key).map_or(0, Vec::len);
+        let per_key = inner.by_key.get(&key).map_or(0, VecDeque::len);
         if per_key >= self.opts.max_idle_per_key {
-            let oldest = inner.by_key.get_mut(&key).map(|v| v.remove(0));
-            if let (Some(oldest), Some(order)) = (oldest, inner.order.as_mut()) {
-                order.pop(&oldest.id);
-            }
-        } else if order_len >= self.opts.max_idle_total {
-            // Overall bound: drop the least recently returned connection of any key.
-            let evicted = inner.order.as_mut().and_then(LruCache::pop_lru);
-            if let Some((old_id, old_key)) = evicted
-                && let Some(list) = inner.by_key.get_mut(&old_key)
+            // Per-key bound: drop the oldest of this key (its `order` entry goes stale).
+            if let Some(list) = inner.by_key.get_mut(&key)
+                && list.pop_front().is_some()
             {
-                list.retain(|c| c.id != old_id);
-                if list.is_empty() {
-                    inner.by_key.remove(&old_key);
-                }
+                inner.idle -= 1;
             }
+        } else if inner.idle >= self.opts.max_idle_total {
+            // Overall bound: drop the least recently returned connection of any key.
+            inner.evict_oldest();
         }
-        inner.by_key.entry(key).or_default().push(IdleConn {
+        inner.by_key.entry(key).or_default().push_back(IdleConn {
             id,
             stream,
             expires: Instant::now() + idle_timeout,
         });
-        if let Some(order) = inner.order.as_mut() {
-            order.put(id, key);
-        }
+        inner.idle += 1;
+        inner.order.push_back((id, key));
+        inner.compact_order();
         if !inner.sweeper_running && tokio::runtime::Handle::try_current().is_ok() {
             inner.sweeper_running = true;
             tokio::spawn(sweep(Arc::downgrade(self)));
@@ -187,23 +215,19 @@ impl ConnectionPool {
     pub fn sweep_once(&self) -> usize {
         let mut inner = self.lock();
         let now = Instant::now();
-        let mut closed = Vec::new();
+        let mut closed = 0;
         for list in inner.by_key.values_mut() {
             list.retain_mut(|c| {
                 let keep = c.expires > now && c.stream.idle_state() == IdleState::Quiet;
-                if !keep {
-                    closed.push(c.id);
-                }
+                closed += usize::from(!keep);
                 keep
             });
         }
         inner.by_key.retain(|_, list| !list.is_empty());
-        if let Some(order) = inner.order.as_mut() {
-            for id in &closed {
-                order.pop(id);
-            }
-        }
-        closed.len()
+        inner.idle -= closed;
+        // Entries of closed connections are stale now; drop them all.
+        inner.drop_stale_order();
+        closed
     }
 }
 
@@ -281,6 +305,48 @@ mod tests {
             pool.put(key, c, Duration::from_secs(60));
         }
         assert_eq!(pool.idle_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_overall_bound_evicts_the_least_recently_returned() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions {
+            max_idle_per_key: 8,
+            max_idle_total: 2,
+        });
+        let mut servers = Vec::new();
+        let mut conn = async || {
+            let (c, s) = pair(&listener).await;
+            servers.push(s);
+            c
+        };
+        pool.put(1, conn().await, Duration::from_secs(60));
+        pool.put(2, conn().await, Duration::from_secs(60));
+        // Key 1's connection leaves; its place in the order goes stale.
+        let taken = pool.take(1).unwrap();
+        pool.put(3, conn().await, Duration::from_secs(60));
+        assert_eq!(pool.idle_count(), 2);
+        // Full: the oldest held connection (key 2's) makes room, not the stale entry.
+        pool.put(1, taken, Duration::from_secs(60));
+        assert_eq!(pool.idle_count(), 2);
+        assert!(pool.take(2).is_none());
+        assert!(pool.take(3).is_some());
+        assert!(pool.take(1).is_some());
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn stale_order_entries_do_not_accumulate() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = ConnectionPool::new(PoolOptions::default());
+        let (mut c, _s) = pair(&listener).await;
+        for _ in 0..10_000 {
+            pool.put(9, c, Duration::from_secs(60));
+            c = pool.take(9).unwrap();
+        }
+        let inner = pool.lock();
+        assert_eq!(inner.idle, 0);
+        assert!(inner.order.len() <= 65, "{} entries", inner.order.len());
     }
 
     #[tokio::test]
