@@ -77,7 +77,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use lru::LruCache;
 pub use proxy_syntax::rate::{Rate, parse_rate};
@@ -329,16 +328,11 @@ pub fn too_many_requests(retry_after: Duration) -> ResponseHeader {
     let mut head = ResponseHeader::new(StatusCode::TOO_MANY_REQUESTS, 2);
     // Names and values are valid by construction: the infallible path.
     let headers = head.headers_mut_raw();
-    headers.append_parsed(
+    headers.append_lower(
         header::RETRY_AFTER,
-        Bytes::from_static(b"retry-after"),
         HeaderValue::from(retry_after_secs(retry_after)),
     );
-    headers.append_parsed(
-        header::CONTENT_LENGTH,
-        Bytes::from_static(b"content-length"),
-        HeaderValue::from_static("0"),
-    );
+    headers.append_lower(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     head
 }
 

@@ -170,6 +170,12 @@ impl CaseMap {
         self.values.append(name, value);
     }
 
+    /// Append an already validated header whose name is spelled in lower case (as
+    /// HTTP/2 carries names, or a constant): nothing to remember, nothing to copy.
+    pub(crate) fn append_lower(&mut self, name: HeaderName, value: HeaderValue) {
+        self.values.append(name, value);
+    }
+
     pub(crate) fn remove(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
         let key = name.key();
         let removed = match key {
@@ -207,5 +213,29 @@ pub(crate) fn write_h1_headers(map: &CaseMap, out: &mut BytesMut) {
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_names_keep_their_spelling_and_lower_case_ones_record_nothing() {
+        let mut map = CaseMap::with_capacity(3);
+        let id = HeaderName::from_static("x-request-id");
+        let value = HeaderValue::from_static("1");
+        map.append_parsed(id, Bytes::from_static(b"X-Request-ID"), value);
+        let host = http::header::HOST;
+        map.append_parsed(
+            host,
+            Bytes::from_static(b"host"),
+            HeaderValue::from_static("a"),
+        );
+        map.append_lower(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(map.spellings.len(), 1);
+        let mut out = BytesMut::new();
+        write_h1_headers(&map, &mut out);
+        assert_eq!(&out[..], b"X-Request-ID: 1\r\nhost: a\r\naccept: */*\r\n");
     }
 }

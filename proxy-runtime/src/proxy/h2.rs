@@ -253,11 +253,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let (parts, mut recv) = response.into_parts();
         let mut resp = ResponseHeader::new(parts.status, parts.headers.len());
         for (name, value) in parts.headers.iter() {
-            resp.headers_mut_raw().append_parsed(
-                name.clone(),
-                Bytes::copy_from_slice(name.as_str().as_bytes()),
-                value.clone(),
-            );
+            resp.headers_mut_raw()
+                .append_lower(name.clone(), value.clone());
         }
         strip_hop_by_hop(resp.headers_mut_raw(), false);
         if !req_done {

@@ -83,11 +83,8 @@ impl H2ServerSession {
         let (parts, body) = request.into_parts();
         let mut req = RequestHeader::from_parts(parts.method, parts.uri, Version::HTTP_2);
         for (name, value) in parts.headers.iter() {
-            req.headers_mut_raw().append_parsed(
-                name.clone(),
-                Bytes::copy_from_slice(name.as_str().as_bytes()),
-                value.clone(),
-            );
+            req.headers_mut_raw()
+                .append_lower(name.clone(), value.clone());
         }
         // HTTP/1 peers need Host: take it from :authority.
         if req.header(header::HOST).is_none()
