@@ -365,6 +365,30 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// The position of `name` (lower case, as header names are stored; or any case with
+/// `ignore_case`) in [`HOP_BY_HOP`]. The length rules out almost every name before
+/// any byte is compared (comparing `HeaderName`s would compare bytes for the two
+/// names `http` does not know).
+fn hop_by_hop_index(name: &str, ignore_case: bool) -> Option<usize> {
+    let candidate = match name.len() {
+        2 => 3,
+        7 if name.as_bytes()[0].eq_ignore_ascii_case(&b't') => 4,
+        7 => 6,
+        10 if name.as_bytes()[0].eq_ignore_ascii_case(&b'c') => 0,
+        10 => 1,
+        16 => 2,
+        17 => 5,
+        _ => return None,
+    };
+    let hop = HOP_BY_HOP[candidate].as_str();
+    let same = if ignore_case {
+        name.eq_ignore_ascii_case(hop)
+    } else {
+        name == hop
+    };
+    same.then_some(candidate)
+}
+
 /// Remove hop-by-hop headers and every header the `Connection` header names. With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
 /// set to `upgrade`.
@@ -373,7 +397,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
     // which of them are present; most messages carry none, or only `Connection`.
     let mut present = 0u8;
     for name in headers.values().keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name.as_str(), false) {
             present |= 1 << i;
         }
     }
@@ -421,9 +445,7 @@ fn listed_names(value: &HeaderValue, keep_upgrade: bool) -> impl Iterator<Item =
             let name = std::str::from_utf8(token.trim_ascii()).ok()?;
             let skip = name.is_empty()
                 || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"))
-                || HOP_BY_HOP
-                    .iter()
-                    .any(|h| name.eq_ignore_ascii_case(h.as_str()));
+                || hop_by_hop_index(name, true).is_some();
             (!skip).then_some(name)
         })
 }
@@ -433,6 +455,28 @@ mod tests {
     use super::*;
     use crate::http::RequestHeader;
     use http::{Method, Version};
+
+    #[test]
+    fn hop_by_hop_names_are_found_by_length_then_bytes() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str(), false), Some(i));
+            let upper = name.as_str().to_ascii_uppercase();
+            assert_eq!(hop_by_hop_index(&upper, true), Some(i));
+            assert_eq!(hop_by_hop_index(&upper, false), None);
+        }
+        for other in [
+            "",
+            "t",
+            "tk",
+            "trailers",
+            "upgrader",
+            "content-type",
+            "connectio",
+            "keep-alivf",
+        ] {
+            assert_eq!(hop_by_hop_index(other, true), None, "{other}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_listed_headers_are_removed() {
