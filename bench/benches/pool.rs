@@ -23,11 +23,12 @@
 //!   connections (nothing to close). Not a per-request cost: the sweeper runs once a
 //!   second, holding the pool's lock for this long.
 //!
-//! What a request pays: `take` locks the pool, pops the newest connection of the key,
-//! removes it from the LRU order and checks it with `Stream::idle_state` (a
-//! non-blocking read through tokio; no system call while tokio knows the socket is not
-//! readable, as for these quiet sockets). `put` locks, pushes it back, inserts it in the
-//! LRU order and reads the clock. `put` spawns the sweeper task only when none is
+//! What a request pays: `take` locks the pool, pops the newest connection of the key
+//! (its entry in the least-recently-returned queue goes stale) and checks it with
+//! `Stream::idle_state` (a non-blocking read through tokio; no system call while tokio
+//! knows the socket is not readable, as for these quiet sockets). `put` locks, pushes
+//! it back, appends it to the queue (which is rebuilt once stale entries outnumber live
+//! ones) and reads the clock. `put` spawns the sweeper task only when none is
 //! running: once per pool here (at the first `put`, during set-up), not per request.
 //! The timed loops run inside the runtime's context (`Runtime::enter`), as requests do,
 //! but nobody drives the runtime meanwhile, so the sweeper never wakes during timing.
