@@ -81,7 +81,15 @@ impl ConnIo {
             self.rbuf = buffer_pool::take();
         }
         if self.rbuf.capacity() - self.rbuf.len() < target / 2 {
-            self.rbuf.reserve(target);
+            if self.rbuf.is_empty() {
+                // Nothing to keep: take a buffer with room rather than grow this one,
+                // which would copy its whole old allocation (`realloc`; 16 KiB per
+                // 100 KiB response, the largest user-space cost of that path).
+                let old = std::mem::replace(&mut self.rbuf, buffer_pool::take_with_room(target));
+                buffer_pool::give(old);
+            } else {
+                self.rbuf.reserve(target);
+            }
         }
         // `read_buf` fills the spare capacity and advances the length (tokio does the
         // uninitialized-memory bookkeeping); creating the future per poll is free.
@@ -224,8 +232,11 @@ mod buffer_pool {
 
     /// The size of a pooled buffer.
     const SIZE: usize = super::READ_CHUNK;
-    /// Buffers kept per thread (at most 1 MiB).
+    /// Buffers kept per thread.
     const KEEP: usize = 64;
+    /// Larger buffers are freed, not kept: the pool holds at most `KEEP` buffers of at
+    /// most 64 KiB (a body read's largest size) per thread, 4 MiB at worst.
+    const KEEP_AT_MOST: usize = super::MAX_BODY_READ;
 
     thread_local! {
         static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
@@ -235,6 +246,17 @@ mod buffer_pool {
     pub(super) fn take() -> BytesMut {
         FREE.with(|f| f.borrow_mut().pop())
             .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
+    }
+
+    /// A buffer with at least `room` bytes of room: the most recently returned one that
+    /// is large enough, or a new one.
+    pub(super) fn take_with_room(room: usize) -> BytesMut {
+        FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            let i = f.iter().rposition(|b| b.capacity() >= room)?;
+            Some(f.swap_remove(i))
+        })
+        .unwrap_or_else(|| BytesMut::with_capacity(room))
     }
 
     /// Give a buffer back: kept only if nothing else still points into it.
@@ -248,11 +270,38 @@ mod buffer_pool {
         if buf.capacity() < SIZE && !buf.try_reclaim(SIZE) {
             return;
         }
+        if buf.capacity() > KEEP_AT_MOST {
+            return;
+        }
         FREE.with(|f| {
             let mut f = f.borrow_mut();
             if f.len() < KEEP {
                 f.push(buf);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::buffer_pool;
+
+    #[test]
+    fn a_buffer_with_room_is_taken_from_the_pool_before_a_new_one() {
+        let big = bytes::BytesMut::with_capacity(super::MAX_BODY_READ);
+        let big_ptr = big.as_ptr();
+        buffer_pool::give(big);
+        buffer_pool::give(bytes::BytesMut::with_capacity(super::READ_CHUNK));
+        // The small one is on top, but has no room for 48 KiB: the big one comes.
+        let taken = buffer_pool::take_with_room(48 * 1024);
+        assert_eq!(taken.as_ptr(), big_ptr);
+        // A buffer larger than any body read is freed, not kept.
+        buffer_pool::give(bytes::BytesMut::with_capacity(4 * super::MAX_BODY_READ));
+        let new = buffer_pool::take_with_room(2 * super::MAX_BODY_READ);
+        assert!(new.capacity() >= 2 * super::MAX_BODY_READ);
+        assert!(
+            new.capacity() < 4 * super::MAX_BODY_READ,
+            "the huge buffer was kept"
+        );
     }
 }
