@@ -178,6 +178,39 @@ fn collect_headers(base: &[u8], headers: &[httparse::Header<'_>]) -> RawHeaders 
     out
 }
 
+/// The names most heads carry, in the two spellings agents send (title case, and the
+/// lower case of curl-like clients and HTTP/2-minded stacks), matched as written.
+/// `HeaderName::from_bytes` lower-cases every name into a scratch buffer before its
+/// table lookup; this skips both for the usual names.
+fn common_name(bytes: &[u8]) -> Option<HeaderName> {
+    use http::header;
+    let name = match bytes {
+        b"Host" | b"host" => header::HOST,
+        b"Date" | b"date" => header::DATE,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Vary" | b"vary" => header::VARY,
+        b"Accept" | b"accept" => header::ACCEPT,
+        b"Server" | b"server" => header::SERVER,
+        b"Cookie" | b"cookie" => header::COOKIE,
+        b"Expires" | b"expires" => header::EXPIRES,
+        b"Referer" | b"referer" => header::REFERER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"User-Agent" | b"user-agent" => header::USER_AGENT,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Accept-Ranges" | b"accept-ranges" => header::ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        _ => return None,
+    };
+    Some(name)
+}
+
 fn fill_headers(
     head: &Bytes,
     raw: &RawHeaders,
@@ -187,8 +220,13 @@ fn fill_headers(
     for h in raw.iter() {
         let (n0, n1) = (h.name_at.0 as usize, h.name_at.1 as usize);
         let (v0, v1) = (h.value_at.0 as usize, h.value_at.1 as usize);
-        let name = HeaderName::from_bytes(&head[n0..n1])
-            .map_err(|_| bad(status, "invalid header name"))?;
+        let spelled = &head[n0..n1];
+        let name = match common_name(spelled) {
+            Some(name) => name,
+            None => {
+                HeaderName::from_bytes(spelled).map_err(|_| bad(status, "invalid header name"))?
+            }
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
             .map_err(|_| bad(status, "invalid header value"))?;
         map.append_parsed(name, head.slice(n0..n1), value);
@@ -804,6 +842,44 @@ fn finish_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_names_are_the_names_from_bytes_would_give() {
+        let spellings = [
+            "Host",
+            "Date",
+            "ETag",
+            "Vary",
+            "Accept",
+            "Server",
+            "Cookie",
+            "Expires",
+            "Referer",
+            "Connection",
+            "User-Agent",
+            "Set-Cookie",
+            "Content-Type",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Cache-Control",
+            "Content-Length",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Content-Encoding",
+            "Transfer-Encoding",
+        ];
+        for title in spellings {
+            let lower = title.to_ascii_lowercase();
+            for spelled in [title, lower.as_str()] {
+                let expected = HeaderName::from_bytes(spelled.as_bytes()).unwrap();
+                assert_eq!(common_name(spelled.as_bytes()), Some(expected), "{spelled}");
+            }
+            // Other spellings take the general path (and still parse).
+            assert_eq!(common_name(title.to_ascii_uppercase().as_bytes()), None);
+        }
+        assert_eq!(common_name(b"X-Request-ID"), None);
+        assert_eq!(common_name(b""), None);
+    }
 
     fn req(raw: &str) -> Result<Option<ParsedRequest>, HeadError> {
         let mut buf = BytesMut::from(raw);
