@@ -170,6 +170,15 @@ impl CaseMap {
         self.values.append(name, value);
     }
 
+    /// Headers whose names are all spelled in lower case (an HTTP/2 head), taken as
+    /// they are: nothing to re-insert, nothing to remember.
+    pub(crate) fn from_lower(values: HeaderMap) -> Self {
+        CaseMap {
+            values,
+            spellings: Vec::new(),
+        }
+    }
+
     /// Append an already validated header whose name is spelled in lower case (as
     /// HTTP/2 carries names, or a constant): nothing to remember, nothing to copy.
     pub(crate) fn append_lower(&mut self, name: HeaderName, value: HeaderValue) {

@@ -99,6 +99,22 @@ impl RequestHeader {
         }
     }
 
+    /// A request head from its parts and headers spelled in lower case (an HTTP/2
+    /// head), taking the map over.
+    pub(crate) fn from_lower_parts(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: HeaderMap,
+    ) -> Self {
+        RequestHeader {
+            method,
+            uri,
+            version,
+            headers: CaseMap::from_lower(headers),
+        }
+    }
+
     header_methods!();
 
     /// Replace the request target (path and query) with `path_and_query`.
@@ -190,6 +206,12 @@ impl ResponseHeader {
             reason: None,
             headers: CaseMap::with_capacity(header_capacity),
         }
+    }
+
+    /// Replace every header with `headers`, whose names are spelled in lower case (an
+    /// HTTP/2 head): the map is taken over, not copied.
+    pub(crate) fn replace_headers_lower(&mut self, headers: HeaderMap) {
+        self.headers = CaseMap::from_lower(headers);
     }
 
     header_methods!();

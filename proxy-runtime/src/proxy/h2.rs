@@ -251,11 +251,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         })?;
 
         let (parts, mut recv) = response.into_parts();
-        let mut resp = ResponseHeader::new(parts.status, parts.headers.len());
-        for (name, value) in parts.headers.iter() {
-            resp.headers_mut_raw()
-                .append_lower(name.clone(), value.clone());
-        }
+        let mut resp = ResponseHeader::new(parts.status, 0);
+        resp.replace_headers_lower(parts.headers);
         strip_hop_by_hop(resp.headers_mut_raw(), false);
         if !req_done {
             session.set_keepalive_off();

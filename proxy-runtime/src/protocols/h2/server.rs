@@ -81,11 +81,12 @@ impl H2ServerSession {
         body_read_timeout: Duration,
     ) -> Result<Self> {
         let (parts, body) = request.into_parts();
-        let mut req = RequestHeader::from_parts(parts.method, parts.uri, Version::HTTP_2);
-        for (name, value) in parts.headers.iter() {
-            req.headers_mut_raw()
-                .append_lower(name.clone(), value.clone());
-        }
+        let mut req = RequestHeader::from_lower_parts(
+            parts.method,
+            parts.uri,
+            Version::HTTP_2,
+            parts.headers,
+        );
         // HTTP/1 peers need Host: take it from :authority.
         if req.header(header::HOST).is_none()
             && let Some(auth) = req.uri.authority().map(|a| a.as_str().to_string())
