@@ -746,7 +746,7 @@ pub fn parse_response(
     // the response header outlives the upstream connection's use of that buffer (it is
     // still held while the client is answered), and a shared buffer could not go back
     // to the buffer pool when the connection returns to the connection pool.
-    let head = Bytes::copy_from_slice(&buf[..head_len]);
+    let head = copy_head(&buf[..head_len]);
     buf.advance(head_len);
     let mut header = ResponseHeader::new(status, raw.len);
     header.version = if minor == 1 {
@@ -762,6 +762,39 @@ pub fn parse_response(
     }
     fill_headers(&head, &raw, header.headers_mut_raw(), 502)?;
     finish_response(header, method).map(Some)
+}
+
+/// A response head's own copy, in one allocation that its slices (header values,
+/// spellings) share. `Bytes::copy_from_slice` would make a second allocation, for the
+/// shared count, at the first slice.
+fn copy_head(head: &[u8]) -> Bytes {
+    match head.len() {
+        0..=256 => inline_copy::<256>(head),
+        257..=512 => inline_copy::<512>(head),
+        513..=1024 => inline_copy::<1024>(head),
+        _ => Bytes::copy_from_slice(head),
+    }
+}
+
+/// Up to `N` bytes stored inline, as the owner of a `Bytes`.
+struct InlineBytes<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> AsRef<[u8]> for InlineBytes<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn inline_copy<const N: usize>(data: &[u8]) -> Bytes {
+    let mut bytes = [0u8; N];
+    bytes[..data.len()].copy_from_slice(data);
+    Bytes::from_owner(InlineBytes {
+        len: data.len(),
+        bytes,
+    })
 }
 
 /// Decide the body framing of a response (RFC 9112 §6.3).
@@ -842,6 +875,18 @@ fn finish_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_copies_hold_exactly_the_head() {
+        for len in [0, 1, 255, 256, 257, 512, 513, 1024, 1025, 5000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let copy = copy_head(&data);
+            assert_eq!(&copy[..], &data[..], "{len}");
+            if len > 10 {
+                assert_eq!(&copy.slice(3..10)[..], &data[3..10]);
+            }
+        }
+    }
 
     #[test]
     fn common_names_are_the_names_from_bytes_would_give() {
