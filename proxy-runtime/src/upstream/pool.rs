@@ -42,10 +42,11 @@ struct IdleConn {
     expires: Instant,
 }
 
-/// Keys are already hashes (`HttpPeer::reuse_hash`) and ids are counters: one
-/// multiplication spreads either over the whole word. (Passing a counter through
-/// unchanged leaves the top bits zero, which `hashbrown` uses to tell slots apart: every
-/// probe then compares keys, 3.5× slower with 1,000 peers — `benches/pool.rs`.)
+/// Keys are already hashes (`HttpPeer::reuse_hash`): one multiplication spreads them
+/// over the whole word, whatever their distribution. (It was added when connection ids,
+/// a counter, were hashed too: passed through unchanged, their top bits were zero, which
+/// `hashbrown` uses to tell slots apart, and every probe compared keys, 3.5× slower with
+/// 1,000 peers — `benches/pool.rs`.)
 #[derive(Default, Clone, Copy)]
 struct IdentityHasher(u64);
 
@@ -162,8 +163,9 @@ impl ConnectionPool {
         loop {
             let conn = inner.by_key.get_mut(&key)?.pop_back()?;
             inner.idle -= 1;
-            // Its `order` entry stays, stale. An emptied list stays (the sweeper drops it): the connection usually
-            // comes back within the request, and re-creating the list would allocate.
+            // Its `order` entry stays, stale. An emptied list stays (the sweeper drops
+            // it): the connection usually comes back within the request, and
+            // re-creating the list would allocate.
             if conn.expires <= now {
                 continue;
             }
