@@ -327,7 +327,7 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 pub fn too_many_requests(retry_after: Duration) -> ResponseHeader {
     let mut head = ResponseHeader::new(StatusCode::TOO_MANY_REQUESTS, 2);
     // Names and values are valid by construction: the infallible path.
-    let headers = head.headers_mut_raw();
+    let headers = head.fields_mut();
     headers.append_lower(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_secs(retry_after)),

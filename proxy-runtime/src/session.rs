@@ -246,7 +246,7 @@ impl Session {
     }
 
     /// The value of request header `name` as text, if present and visible ASCII.
-    pub fn get_header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+    pub fn get_header(&self, name: impl crate::http::HeaderKey) -> Option<&str> {
         self.req_header().header_str(name)
     }
 

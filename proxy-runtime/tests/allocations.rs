@@ -44,7 +44,7 @@ static GLOBAL: Counting = Counting;
 
 /// The most allocations one proxied keep-alive GET may make (client and origin here are
 /// written to allocate nothing per request).
-const CEILING: u64 = 14;
+const CEILING: u64 = 8;
 
 struct Forward(HttpPeer);
 

@@ -1,40 +1,70 @@
 //! Request and response heads over the `http` crate's types.
 //!
-//! [`RequestHeader`] and [`ResponseHeader`] hold the method/URI/status and an
-//! [`http::HeaderMap`], and also remember the exact spelling of every header name as it
-//! was received or inserted (`X-Request-ID` stays `X-Request-ID` on the wire, even though
+//! [`RequestHeader`] and [`ResponseHeader`] hold the method/URI/status and the header
+//! fields in the order they arrived, each with the exact spelling of its name as it was
+//! received or inserted (`X-Request-ID` stays `X-Request-ID` on the wire, even though
 //! lookups are case-insensitive). They are protocol independent: the HTTP/1 codec parses
-//! into them and serializes from them, and later protocol modules do the same.
+//! into them and serializes from them, and the HTTP/2 code converts them to and from the
+//! `h2` crate's maps.
 //!
-//! Headers are changed through [`RequestHeader::insert_header`],
-//! [`RequestHeader::append_header`] and [`RequestHeader::remove_header`] (same on
-//! [`ResponseHeader`]), which keep the value map and the spelling map in step.
+//! Headers are read with [`RequestHeader::header`], [`RequestHeader::header_values`] and
+//! [`RequestHeader::header_fields`] (a scan of the fields, which is what a proxy's
+//! handful of lookups wants), or as an [`http::HeaderMap`] with
+//! [`RequestHeader::headers`] (built on first use after a change). They are changed
+//! through [`RequestHeader::insert_header`], [`RequestHeader::append_header`] and
+//! [`RequestHeader::remove_header`]. [`ResponseHeader`] has the same methods.
 
-pub(crate) mod case_map;
+pub(crate) mod fields;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use case_map::{CaseMap, write_h1_headers};
-pub use case_map::{HeaderKey, IntoHeaderName, KeyRef};
+use fields::Fields;
+pub use fields::{HeaderKey, IntoHeaderName, KeyRef};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 
 /// The header accessors shared by [`RequestHeader`] and [`ResponseHeader`] (both keep
-/// their headers in a `headers: CaseMap` field).
+/// their headers in a `headers: Fields` field).
 macro_rules! header_methods {
     () => {
-        /// The headers (case-insensitive lookups).
+        /// The headers as a map (case-insensitive lookups; values of a name grouped
+        /// together). The map is built from the fields on first use after a change:
+        /// for a few lookups, [`Self::header`] and [`Self::header_values`] cost less.
         pub fn headers(&self) -> &HeaderMap {
-            self.headers.values()
+            self.headers.map()
         }
 
-        /// The value of the first header called `name`, if any.
-        pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&HeaderValue> {
-            self.headers.values().get(name)
+        /// The value of the first header called `name` (any case), if any.
+        pub fn header(&self, name: impl HeaderKey) -> Option<&HeaderValue> {
+            self.headers.get(name.key())
+        }
+
+        /// Every value of the headers called `name` (any case), in order.
+        pub fn header_values<K: HeaderKey>(&self, name: K) -> impl Iterator<Item = &HeaderValue> {
+            self.headers
+                .iter()
+                .filter(move |(n, _)| name.key().matches(n))
+                .map(|(_, v)| v)
+        }
+
+        /// Whether a header called `name` (any case) is present.
+        pub fn has_header(&self, name: impl HeaderKey) -> bool {
+            self.headers.contains(name.key())
+        }
+
+        /// Every header field in the order received or added, as (lower-case name,
+        /// value); a repeated name appears once per field.
+        pub fn header_fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+            self.headers.iter()
+        }
+
+        /// How many header fields there are.
+        pub fn header_count(&self) -> usize {
+            self.headers.len()
         }
 
         /// The value of header `name` as `&str`, if present and visible ASCII.
-        pub fn header_str(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        pub fn header_str(&self, name: impl HeaderKey) -> Option<&str> {
             self.header(name).and_then(|v| v.to_str().ok())
         }
 
@@ -58,7 +88,15 @@ macro_rules! header_methods {
 
         /// Remove every value of `name`; returns the first one.
         pub fn remove_header(&mut self, name: impl HeaderKey) -> Option<HeaderValue> {
-            self.headers.remove(name)
+            self.headers.remove(name.key())
+        }
+
+        pub(crate) fn fields(&self) -> &Fields {
+            &self.headers
+        }
+
+        pub(crate) fn fields_mut(&mut self) -> &mut Fields {
+            &mut self.headers
         }
     };
 }
@@ -72,7 +110,7 @@ pub struct RequestHeader {
     pub uri: Uri,
     /// The protocol version.
     pub version: Version,
-    headers: CaseMap,
+    headers: Fields,
 }
 
 impl RequestHeader {
@@ -95,7 +133,7 @@ impl RequestHeader {
             method,
             uri,
             version,
-            headers: CaseMap::with_capacity(8),
+            headers: Fields::with_capacity(8),
         }
     }
 
@@ -111,7 +149,7 @@ impl RequestHeader {
             method,
             uri,
             version,
-            headers: CaseMap::from_lower(headers),
+            headers: Fields::from_lower(headers),
         }
     }
 
@@ -153,7 +191,7 @@ impl RequestHeader {
     /// Serialize as an HTTP/1.x request head into `out` (request-target in origin-form
     /// unless the URI is `*` or the method is CONNECT).
     pub fn write_h1(&self, out: &mut BytesMut) {
-        out.reserve(256 + self.headers.values().len() * 32);
+        out.reserve(256 + self.headers.len() * 32);
         out.put_slice(self.method.as_str().as_bytes());
         out.put_u8(b' ');
         if self.method == Method::CONNECT {
@@ -165,12 +203,8 @@ impl RequestHeader {
             Version::HTTP_10 => b" HTTP/1.0\r\n",
             _ => b" HTTP/1.1\r\n",
         });
-        write_h1_headers(&self.headers, out);
+        self.headers.write_h1(out);
         out.put_slice(b"\r\n");
-    }
-
-    pub(crate) fn headers_mut_raw(&mut self) -> &mut CaseMap {
-        &mut self.headers
     }
 }
 
@@ -182,7 +216,7 @@ pub struct ResponseHeader {
     /// The protocol version.
     pub version: Version,
     reason: Option<Bytes>,
-    headers: CaseMap,
+    headers: Fields,
 }
 
 impl ResponseHeader {
@@ -204,14 +238,14 @@ impl ResponseHeader {
             status,
             version: Version::HTTP_11,
             reason: None,
-            headers: CaseMap::with_capacity(header_capacity),
+            headers: Fields::with_capacity(header_capacity),
         }
     }
 
     /// Replace every header with `headers`, whose names are spelled in lower case (an
     /// HTTP/2 head): the map is taken over, not copied.
     pub(crate) fn replace_headers_lower(&mut self, headers: HeaderMap) {
-        self.headers = CaseMap::from_lower(headers);
+        self.headers = Fields::from_lower(headers);
     }
 
     header_methods!();
@@ -248,7 +282,7 @@ impl ResponseHeader {
 
     /// Serialize as an HTTP/1.x status line and headers into `out`.
     pub fn write_h1(&self, out: &mut BytesMut) {
-        out.reserve(128 + self.headers.values().len() * 32);
+        out.reserve(128 + self.headers.len() * 32);
         out.put_slice(match self.version {
             Version::HTTP_10 => b"HTTP/1.0 ",
             _ => b"HTTP/1.1 ",
@@ -257,12 +291,8 @@ impl ResponseHeader {
         out.put_u8(b' ');
         out.put_slice(self.reason());
         out.put_slice(b"\r\n");
-        write_h1_headers(&self.headers, out);
+        self.headers.write_h1(out);
         out.put_slice(b"\r\n");
-    }
-
-    pub(crate) fn headers_mut_raw(&mut self) -> &mut CaseMap {
-        &mut self.headers
     }
 }
 
@@ -296,7 +326,7 @@ mod tests {
         req.write_h1(&mut out);
         assert_eq!(
             &out[..],
-            b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: 7\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n"
+            b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: 7\r\nx-multi: 1\r\nX-Multi: 2\r\n\r\n"
         );
         assert_eq!(req.header_str("x-request-id"), Some("7"));
     }

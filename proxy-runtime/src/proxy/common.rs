@@ -11,7 +11,8 @@ use http::{HeaderName, HeaderValue, header};
 use super::HttpProxy;
 use crate::cache::state::ClientView;
 use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
-use crate::http::case_map::CaseMap;
+use crate::http::KeyRef;
+use crate::http::fields::Fields;
 use crate::protocols::h1::io::ConnIo;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
@@ -316,9 +317,7 @@ enum ClientWrite {
 pub(crate) fn client_accepts_trailers(session: &Session) -> bool {
     session
         .req_header()
-        .headers()
-        .get_all(header::TE)
-        .iter()
+        .header_values(header::TE)
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
 }
@@ -392,11 +391,11 @@ fn hop_by_hop_index(name: &str, ignore_case: bool) -> Option<usize> {
 /// Remove hop-by-hop headers and every header the `Connection` header names. With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
 /// set to `upgrade`.
-pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
-    // One pass of cheap name comparisons (standard names compare as enum tags) finds
-    // which of them are present; most messages carry none, or only `Connection`.
+pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
+    // One pass over the names finds which of them are present; most messages carry
+    // none, or only `Connection`.
     let mut present = 0u8;
-    for name in headers.values().keys() {
+    for name in headers.names() {
         if let Some(i) = hop_by_hop_index(name.as_str(), false) {
             present |= 1 << i;
         }
@@ -407,27 +406,32 @@ pub(crate) fn strip_hop_by_hop(headers: &mut CaseMap, keep_upgrade: bool) {
     if present & 1 != 0 {
         // The other names `Connection` lists go too. Usually it lists only options
         // (`keep-alive`, `close`) that name no header present: look before copying.
-        let values = headers.values();
-        let listed_present = values
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| listed_names(v, keep_upgrade).any(|name| values.contains_key(name)));
+        let connection = KeyRef::Name(&header::CONNECTION);
+        let listed_present = headers
+            .get_all(connection)
+            .any(|v| listed_names(v, keep_upgrade).any(|name| headers.contains(KeyRef::Str(name))));
         if listed_present {
             // Removed by text (no name is built); the values are cloned (shared bytes)
-            // so that the map can change while they are read.
-            let listed: Vec<HeaderValue> =
-                values.get_all(header::CONNECTION).iter().cloned().collect();
+            // so that the fields can change while they are read.
+            let listed: Vec<HeaderValue> = headers.get_all(connection).cloned().collect();
             for value in &listed {
                 for name in listed_names(value, keep_upgrade) {
-                    headers.remove(name);
+                    headers.remove(KeyRef::Str(name));
                 }
             }
         }
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 && !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
+    // `Upgrade` is the last of the names; with `keep_upgrade` it stays.
+    let upgrade_bit = 1 << (HOP_BY_HOP.len() - 1);
+    let remove = if keep_upgrade {
+        present & !upgrade_bit
+    } else {
+        present
+    };
+    if remove != 0 {
+        headers.retain(|name, _| {
+            hop_by_hop_index(name.as_str(), false).is_none_or(|i| remove & (1 << i) == 0)
+        });
     }
     if keep_upgrade {
         // Both names are constants; this cannot fail.
@@ -493,8 +497,8 @@ mod tests {
         ] {
             req.append_header(n, v).unwrap();
         }
-        strip_hop_by_hop(req.headers_mut_raw(), false);
-        let names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+        strip_hop_by_hop(req.fields_mut(), false);
+        let names: Vec<&str> = req.header_fields().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["host", "x-kept"]);
     }
 
@@ -503,7 +507,7 @@ mod tests {
         let mut req = RequestHeader::build(Method::GET, "/", Version::HTTP_11).unwrap();
         req.append_header("Connection", "Upgrade").unwrap();
         req.append_header("Upgrade", "websocket").unwrap();
-        strip_hop_by_hop(req.headers_mut_raw(), true);
+        strip_hop_by_hop(req.fields_mut(), true);
         assert_eq!(req.header_str("upgrade"), Some("websocket"));
         assert_eq!(req.header_str("connection"), Some("upgrade"));
     }

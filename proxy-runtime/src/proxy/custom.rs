@@ -45,7 +45,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
 
         let mut req = session.req_header().clone();
         // No tunnels over a custom transport: an upgrade request goes as a plain one.
-        strip_hop_by_hop(req.headers_mut_raw(), false);
+        strip_hop_by_hop(req.fields_mut(), false);
         if client_accepts_trailers(session) {
             // As with HTTP/2: the origin may answer with trailers that mean something.
             req.insert_header(header::TE, "trailers")?;
@@ -158,7 +158,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                             "101 Switching Protocols: a custom transport cannot tunnel",
                         ));
                     }
-                    strip_hop_by_hop(resp.headers_mut_raw(), false);
+                    strip_hop_by_hop(resp.fields_mut(), false);
                     if !resp.status.is_informational() {
                         final_status = Some(resp.status);
                         if !req_done {

@@ -42,7 +42,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let upgrade = session.is_upgrade_request();
 
         let mut req = session.req_header().clone();
-        strip_hop_by_hop(req.headers_mut_raw(), upgrade);
+        strip_hop_by_hop(req.fields_mut(), upgrade);
         req.version = Version::HTTP_11;
         if req.header(header::HOST).is_none() {
             req.insert_header(header::HOST, peer.default_host())?;
@@ -142,7 +142,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                                 "101 Switching Protocols to a request that did not ask to upgrade",
                             ));
                         }
-                        strip_hop_by_hop(resp.headers_mut_raw(), true);
+                        strip_hop_by_hop(resp.fields_mut(), true);
                         self.inner
                             .upstream_response_filter(session, &mut resp, ctx)
                             .await?;
@@ -155,7 +155,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         tunnel(h1.io_mut(), client.into_io(), self.opts.tunnel_idle_timeout).await;
                         return Ok(());
                     }
-                    strip_hop_by_hop(resp.headers_mut_raw(), false);
+                    strip_hop_by_hop(resp.fields_mut(), false);
                     if !(100..200).contains(&status) && !req_done {
                         // The origin answers before the upload is complete: this client
                         // connection will be closed, so say so in the response.

@@ -126,7 +126,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let read_timeout = peer.options.read_timeout;
         let write_timeout = peer.options.write_timeout;
         let mut req = session.req_header().clone();
-        strip_hop_by_hop(req.headers_mut_raw(), false);
+        strip_hop_by_hop(req.fields_mut(), false);
         if client_accepts_trailers(session) {
             // gRPC and friends: the origin must know the client takes trailers.
             req.insert_header(header::TE, "trailers")?;
@@ -154,7 +154,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     e,
                 )
             })?;
-        let mut headers = req.headers().clone();
+        let mut headers = req.fields().to_map();
         headers.remove(header::HOST); // carried as :authority
         sanitize_for_h2(&mut headers);
         let replay: Vec<Bytes> = session.body_read_so_far().to_vec();
@@ -253,7 +253,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let (parts, mut recv) = response.into_parts();
         let mut resp = ResponseHeader::new(parts.status, 0);
         resp.replace_headers_lower(parts.headers);
-        strip_hop_by_hop(resp.headers_mut_raw(), false);
+        strip_hop_by_hop(resp.fields_mut(), false);
         if !req_done {
             session.set_keepalive_off();
         }

@@ -106,7 +106,7 @@ pub fn start(
     }
     let outcome = Arc::new(Mutex::new(MirrorOutcome::Pending));
     let mut head = req.clone();
-    super::common::strip_hop_by_hop(head.headers_mut_raw(), false);
+    super::common::strip_hop_by_hop(head.fields_mut(), false);
     head.version = Version::HTTP_11;
     if head.header(header::HOST).is_none() {
         let _ = head.insert_header(header::HOST, peer.default_host());

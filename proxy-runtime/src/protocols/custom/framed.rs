@@ -799,7 +799,7 @@ mod tests {
         let payload = encode_request_head(&req);
         assert_eq!(
             &payload[..],
-            b"PUT /a?b=1 HTTP/1.1\r\nHost: example\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n"
+            b"PUT /a?b=1 HTTP/1.1\r\nHost: example\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\n"
         );
         let back = decode_request_head(&payload, &limits).expect("decode");
         assert_eq!(back.method, Method::PUT);

@@ -14,7 +14,8 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
-use crate::http::case_map::CaseMap;
+use crate::http::KeyRef;
+use crate::http::fields::Fields;
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// Size and count limits for a message head.
@@ -214,7 +215,7 @@ fn common_name(bytes: &[u8]) -> Option<HeaderName> {
 fn fill_headers(
     head: &Bytes,
     raw: &RawHeaders,
-    map: &mut CaseMap,
+    map: &mut Fields,
     status: u16,
 ) -> Result<(), HeadError> {
     for h in raw.iter() {
@@ -287,7 +288,8 @@ pub fn parse_request(
     let target = head.slice(path_at.0..path_at.1);
     let uri = parse_target(&method, target)?;
     let mut header = RequestHeader::from_parts(method, uri, version);
-    fill_headers(&head, &raw, header.headers_mut_raw(), 400)?;
+    header.fields_mut().reserve(raw.len.saturating_sub(8));
+    fill_headers(&head, &raw, header.fields_mut(), 400)?;
     finish_request(header).map(Some)
 }
 
@@ -386,15 +388,18 @@ fn parse_target(method: &Method, target: Bytes) -> Result<Uri, HeadError> {
 /// Apply the framing and connection rules to a freshly parsed request head.
 fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError> {
     let version = header.version;
-    let headers = header.headers();
+    let headers = header.fields();
     let present = Present::scan(headers);
 
     // Host: exactly one on HTTP/1.1; must be a valid authority when present.
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(bad(400, "more than one Host header"));
-    }
+    let host = {
+        let mut hosts = headers.get_all(KeyRef::Name(&header::HOST));
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Err(bad(400, "more than one Host header"));
+        }
+        host
+    };
     match host {
         None if version == Version::HTTP_11 => return Err(bad(400, "missing Host header")),
         None => {}
@@ -431,7 +436,7 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
     };
 
     let conn = if present.connection {
-        ConnectionTokens::of(headers)
+        ConnectionTokens::of(headers.get_all(KeyRef::Name(&header::CONNECTION)))
     } else {
         ConnectionTokens::default()
     };
@@ -441,7 +446,7 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
     };
 
     let expect = if present.expect {
-        headers.get(header::EXPECT)
+        headers.get(KeyRef::Name(&header::EXPECT))
     } else {
         None
     };
@@ -455,7 +460,7 @@ fn finish_request(mut header: RequestHeader) -> Result<ParsedRequest, HeadError>
 
     let mut upgrade = false;
     let up = if present.upgrade {
-        headers.get(header::UPGRADE)
+        headers.get(KeyRef::Name(&header::UPGRADE))
     } else {
         None
     };
@@ -501,9 +506,9 @@ struct Present {
 }
 
 impl Present {
-    fn scan(headers: &http::HeaderMap) -> Self {
+    fn scan(headers: &Fields) -> Self {
         let mut p = Present::default();
-        for name in headers.keys() {
+        for name in headers.names() {
             if *name == header::TRANSFER_ENCODING {
                 p.te = true;
             } else if *name == header::CONTENT_LENGTH {
@@ -571,11 +576,13 @@ enum TransferCoding {
 
 /// Interpret every `Transfer-Encoding` field of a message.
 fn transfer_coding(
-    headers: &http::HeaderMap,
+    headers: &Fields,
     version: Version,
     is_request: bool,
 ) -> Result<Option<TransferCoding>, HeadError> {
-    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    let mut values = headers
+        .get_all(KeyRef::Name(&header::TRANSFER_ENCODING))
+        .peekable();
     if values.peek().is_none() {
         return Ok(None);
     }
@@ -649,9 +656,9 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// Parse every `Content-Length` field: one value (repeated identical values are folded).
-fn content_length(headers: &http::HeaderMap, status: u16) -> Result<Option<u64>, HeadError> {
+fn content_length(headers: &Fields, status: u16) -> Result<Option<u64>, HeadError> {
     let mut found: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
+    for v in headers.get_all(KeyRef::Name(&header::CONTENT_LENGTH)) {
         for part in v.as_bytes().split(|&b| b == b',') {
             let part = trim_ows(part);
             if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
@@ -680,9 +687,10 @@ pub(crate) struct ConnectionTokens {
 }
 
 impl ConnectionTokens {
-    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+    /// The tokens of every `Connection` value in `values`.
+    pub(crate) fn of<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Self {
         let mut t = ConnectionTokens::default();
-        for v in headers.get_all(header::CONNECTION) {
+        for v in values {
             for token in v.as_bytes().split(|&b| b == b',') {
                 let token = trim_ows(token);
                 if token.eq_ignore_ascii_case(b"close") {
@@ -760,7 +768,7 @@ pub fn parse_response(
             header.set_reason(reason);
         }
     }
-    fill_headers(&head, &raw, header.headers_mut_raw(), 502)?;
+    fill_headers(&head, &raw, header.fields_mut(), 502)?;
     finish_response(header, method).map(Some)
 }
 
@@ -802,10 +810,10 @@ fn finish_response(
     mut header: ResponseHeader,
     method: &Method,
 ) -> Result<ParsedResponse, HeadError> {
-    let headers = header.headers();
+    let headers = header.fields();
     let present = Present::scan(headers);
     let conn = if present.connection {
-        ConnectionTokens::of(headers)
+        ConnectionTokens::of(headers.get_all(KeyRef::Name(&header::CONNECTION)))
     } else {
         ConnectionTokens::default()
     };

@@ -401,7 +401,7 @@ impl ServerSession {
                 }
             }
         };
-        if ConnectionTokens::of(resp.headers()).close {
+        if ConnectionTokens::of(resp.header_values(header::CONNECTION)).close {
             self.must_close = true;
         }
         resp.remove_header(header::CONNECTION);
@@ -528,7 +528,7 @@ impl ServerSession {
 
 /// The value of a single valid `Content-Length` header.
 fn content_length_of(resp: &ResponseHeader) -> Option<u64> {
-    let mut values = resp.headers().get_all(header::CONTENT_LENGTH).iter();
+    let mut values = resp.header_values(header::CONTENT_LENGTH);
     let v = values.next()?;
     if values.next().is_some() {
         return None;

@@ -268,7 +268,7 @@ impl H2ServerSession {
         end_of_stream: bool,
     ) -> Result<()> {
         let status = resp.status;
-        let mut headers = resp.headers().clone();
+        let mut headers = resp.fields().to_map();
         sanitize_for_h2(&mut headers);
         let mut response = http::Response::new(());
         *response.status_mut() = status;
