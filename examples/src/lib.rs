@@ -74,7 +74,7 @@ impl ProxyHttp for DemoOrigin {
             req.path_and_query(),
             req.version
         );
-        for (name, value) in req.headers() {
+        for (name, value) in req.header_fields() {
             page.push_str(&format!(
                 "{name}: {}\n",
                 String::from_utf8_lossy(value.as_bytes())

@@ -201,7 +201,7 @@ where
             }
         } else {
             let mut text = format!("{} {}\n", head.method, head.path_and_query());
-            for (name, value) in head.headers() {
+            for (name, value) in head.header_fields() {
                 text.push_str(&format!(
                     "{name}: {}\n",
                     String::from_utf8_lossy(value.as_bytes())

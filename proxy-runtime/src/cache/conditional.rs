@@ -27,13 +27,11 @@ pub fn not_modified(req: &RequestHeader, resp: &ResponseHeader) -> bool {
         return false;
     }
     let inm: Vec<&[u8]> = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
+        .header_values(header::IF_NONE_MATCH)
         .map(|v| v.as_bytes())
         .collect();
     if !inm.is_empty() {
-        let Some(etag) = resp.headers().get(header::ETAG) else {
+        let Some(etag) = resp.header(header::ETAG) else {
             return false;
         };
         return inm
@@ -42,8 +40,8 @@ pub fn not_modified(req: &RequestHeader, resp: &ResponseHeader) -> bool {
             .any(|t| t == b"*" || weak_eq(t, etag.as_bytes()));
     }
     let (Some(ims), Some(lm)) = (
-        req.headers().get(header::IF_MODIFIED_SINCE),
-        resp.headers().get(header::LAST_MODIFIED),
+        req.header(header::IF_MODIFIED_SINCE),
+        resp.header(header::LAST_MODIFIED),
     ) else {
         return false;
     };
@@ -104,12 +102,7 @@ pub fn not_modified_head(resp: &ResponseHeader) -> ResponseHeader {
     ];
     let mut head = resp.clone();
     head.set_status(304).ok();
-    let names: Vec<HeaderName> = head.headers().keys().cloned().collect();
-    for name in names {
-        if !KEPT.contains(&name) {
-            head.remove_header(&name);
-        }
-    }
+    head.fields_mut().retain(|name, _| KEPT.contains(name));
     head
 }
 
@@ -121,10 +114,10 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, revalidating: Option<&R
         req.remove_header(name);
     }
     let Some(stored) = revalidating else { return };
-    if let Some(etag) = stored.headers().get(header::ETAG).cloned() {
+    if let Some(etag) = stored.header(header::ETAG).cloned() {
         let _ = req.insert_header(header::IF_NONE_MATCH, etag);
     }
-    if let Some(lm) = stored.headers().get(header::LAST_MODIFIED).cloned() {
+    if let Some(lm) = stored.header(header::LAST_MODIFIED).cloned() {
         let _ = req.insert_header(header::IF_MODIFIED_SINCE, lm);
     }
 }
@@ -142,13 +135,14 @@ static NOT_UPDATED: [HeaderName; 5] = [
 /// field present in the 304 replaces the stored one, except those describing the body.
 pub fn refreshed_head(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut head = stored.clone();
-    let names: Vec<HeaderName> = not_modified.headers().keys().cloned().collect();
-    for name in names {
-        if NOT_UPDATED.contains(&name) {
+    let mut replaced: Vec<&HeaderName> = Vec::new();
+    for (name, _) in not_modified.header_fields() {
+        if NOT_UPDATED.contains(name) || replaced.contains(&name) {
             continue;
         }
-        head.remove_header(&name);
-        for v in not_modified.headers().get_all(&name) {
+        replaced.push(name);
+        head.remove_header(name);
+        for v in not_modified.header_values(name) {
             let _ = head.append_header(name.clone(), v.clone());
         }
     }

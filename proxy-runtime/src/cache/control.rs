@@ -97,8 +97,14 @@ pub struct CacheControl {
 impl CacheControl {
     /// All `Cache-Control` field lines of a message, combined as if they were one list.
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self::from_lines(headers.get_all(http::header::CACHE_CONTROL))
+    }
+
+    /// `Cache-Control` field lines, combined as if they were one list (for example
+    /// `head.header_values(CACHE_CONTROL)`).
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a http::HeaderValue>) -> Self {
         let mut acc = Accumulator::default();
-        for line in headers.get_all(http::header::CACHE_CONTROL) {
+        for line in lines {
             acc.feed(line.as_bytes());
         }
         acc.finish()

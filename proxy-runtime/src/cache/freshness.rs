@@ -30,7 +30,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method, header};
+use http::{Method, header};
 
 use super::control::{CacheControl, parse_delta_seconds};
 use crate::http::{RequestHeader, ResponseHeader};
@@ -90,31 +90,30 @@ pub fn storable(req: &RequestHeader, resp: &ResponseHeader) -> Storable {
         s if !understood_status(s) => return Storable::No("status not understood"),
         _ => {}
     }
-    let req_cc = CacheControl::from_headers(req.headers());
+    let req_cc = CacheControl::from_lines(req.header_values(header::CACHE_CONTROL));
     if req_cc.no_store {
         return Storable::No("request no-store");
     }
-    let cc = CacheControl::from_headers(resp.headers());
+    let cc = CacheControl::from_lines(resp.header_values(header::CACHE_CONTROL));
     if cc.no_store {
         return Storable::No("no-store");
     }
     if cc.private {
         return Storable::No("private");
     }
-    if req.headers().contains_key(header::AUTHORIZATION)
+    if req.has_header(header::AUTHORIZATION)
         && !(cc.must_revalidate || cc.public || cc.s_maxage.is_some())
     {
         return Storable::No("authorization");
     }
-    if varies_on_everything(resp.headers()) {
+    if varies_on_everything(resp) {
         return Storable::No("vary *");
     }
-    if resp.headers().contains_key(header::SET_COOKIE) {
+    if resp.has_header(header::SET_COOKIE) {
         return Storable::No("set-cookie");
     }
-    let explicit = cc.max_age.is_some()
-        || cc.s_maxage.is_some()
-        || resp.headers().contains_key(header::EXPIRES);
+    let explicit =
+        cc.max_age.is_some() || cc.s_maxage.is_some() || resp.has_header(header::EXPIRES);
     if explicit || cc.public || heuristically_cacheable(status) {
         Storable::Yes
     } else {
@@ -123,10 +122,8 @@ pub fn storable(req: &RequestHeader, resp: &ResponseHeader) -> Storable {
 }
 
 /// `Vary: *` (possibly one member of a list, possibly on any of several lines).
-fn varies_on_everything(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::VARY)
-        .iter()
+fn varies_on_everything(resp: &ResponseHeader) -> bool {
+    resp.header_values(header::VARY)
         .flat_map(|line| line.as_bytes().split(|&b| b == b','))
         .any(|member| member.trim_ascii() == b"*")
 }
@@ -150,8 +147,7 @@ pub struct Freshness {
 /// give zero (already expired). An `Expires` or `Last-Modified` later than `Date` gives
 /// zero, never a negative lifetime.
 pub fn freshness_lifetime(resp: &ResponseHeader, response_time: SystemTime) -> Freshness {
-    let headers = resp.headers();
-    let cc = CacheControl::from_headers(headers);
+    let cc = CacheControl::from_lines(resp.header_values(header::CACHE_CONTROL));
     let explicit = |lifetime| Freshness {
         lifetime,
         heuristic: false,
@@ -159,15 +155,15 @@ pub fn freshness_lifetime(resp: &ResponseHeader, response_time: SystemTime) -> F
     if let Some(secs) = cc.s_maxage.or(cc.max_age) {
         return explicit(Duration::from_secs(u64::from(secs)));
     }
-    let date = header_date(headers, header::DATE).unwrap_or(response_time);
-    if let Some(expires) = expires(headers) {
+    let date = header_date(resp, header::DATE).unwrap_or(response_time);
+    if let Some(expires) = expires(resp) {
         let lifetime = expires
             .and_then(|at| at.duration_since(date).ok())
             .unwrap_or(Duration::ZERO);
         return explicit(lifetime);
     }
     let heuristic_allowed = heuristically_cacheable(resp.status.as_u16()) || cc.public;
-    match header_date(headers, header::LAST_MODIFIED) {
+    match header_date(resp, header::LAST_MODIFIED) {
         Some(modified) if heuristic_allowed => {
             let unchanged_for = date.duration_since(modified).unwrap_or(Duration::ZERO);
             Freshness {
@@ -181,8 +177,8 @@ pub fn freshness_lifetime(resp: &ResponseHeader, response_time: SystemTime) -> F
 
 /// The `Expires` time: `None` without the header, `Some(None)` when it is invalid or its
 /// lines disagree (both mean "already expired").
-fn expires(headers: &HeaderMap) -> Option<Option<SystemTime>> {
-    let mut lines = headers.get_all(header::EXPIRES).iter();
+fn expires(resp: &ResponseHeader) -> Option<Option<SystemTime>> {
+    let mut lines = resp.header_values(header::EXPIRES);
     let first = lines.next()?;
     if lines.any(|other| other != first) {
         return Some(None);
@@ -191,18 +187,17 @@ fn expires(headers: &HeaderMap) -> Option<Option<SystemTime>> {
 }
 
 /// The first line of a date header, if it parses.
-fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
-    headers
-        .get(name)
+fn header_date(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime> {
+    resp.header(name)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date)
 }
 
 /// The `Age` header (RFC 9111 §5.1): the first member of the first line; an invalid
 /// value is ignored (zero).
-fn age_header(headers: &HeaderMap) -> Duration {
-    let secs = headers
-        .get(header::AGE)
+fn age_header(resp: &ResponseHeader) -> Duration {
+    let secs = resp
+        .header(header::AGE)
         .and_then(|v| v.as_bytes().split(|&b| b == b',').next())
         .and_then(|first| parse_delta_seconds(first.trim_ascii()))
         .unwrap_or(0);
@@ -220,14 +215,13 @@ pub fn corrected_initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
-    let headers = resp.headers();
-    let apparent_age = header_date(headers, header::DATE)
+    let apparent_age = header_date(resp, header::DATE)
         .and_then(|date| response_time.duration_since(date).ok())
         .unwrap_or(Duration::ZERO);
     let response_delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
-    let corrected_age_value = age_header(headers).saturating_add(response_delay);
+    let corrected_age_value = age_header(resp).saturating_add(response_delay);
     apparent_age.max(corrected_age_value)
 }
 
@@ -245,19 +239,16 @@ pub fn current_age(
 /// A request's cache directives (§5.2.1), with `Pragma: no-cache` counted as `no-cache`
 /// when the request has no `Cache-Control` field at all (§5.4).
 pub fn request_cache_control(req: &RequestHeader) -> CacheControl {
-    let headers = req.headers();
-    let mut cc = CacheControl::from_headers(headers);
-    if !headers.contains_key(header::CACHE_CONTROL) && pragma_no_cache(headers) {
+    let mut cc = CacheControl::from_lines(req.header_values(header::CACHE_CONTROL));
+    if !req.has_header(header::CACHE_CONTROL) && pragma_no_cache(req) {
         cc.no_cache = true;
     }
     cc
 }
 
 /// `Pragma: no-cache` on any line, as a member of the list.
-fn pragma_no_cache(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::PRAGMA)
-        .iter()
+fn pragma_no_cache(req: &RequestHeader) -> bool {
+    req.header_values(header::PRAGMA)
         .flat_map(|line| line.as_bytes().split(|&b| b == b','))
         .any(|member| member.trim_ascii().eq_ignore_ascii_case(b"no-cache"))
 }

@@ -37,7 +37,7 @@ pub fn decide(
     if let Storable::No(reason) = storable(req, resp) {
         return RespCacheable::Uncacheable(NoCacheReason::Custom(reason));
     }
-    let Some(mut vary) = vary_names(resp.headers()) else {
+    let Some(mut vary) = vary_names(resp.header_values(http::header::VARY)) else {
         return RespCacheable::Uncacheable(NoCacheReason::Custom("vary *"));
     };
     for extra in overrides.vary {
@@ -49,7 +49,7 @@ pub fn decide(
     }
     vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     let response_time = SystemTime::now();
-    let cc = CacheControl::from_headers(resp.headers());
+    let cc = CacheControl::from_lines(resp.header_values(header::CACHE_CONTROL));
     let origin = freshness_lifetime(resp, response_time);
     let fresh_for = match overrides.ttl {
         Some(ttl) if overrides.force_ttl || origin.heuristic || !has_explicit(resp, &cc) => ttl,
@@ -72,8 +72,7 @@ pub fn decide(
         no_cache: cc.no_cache,
         vary,
     };
-    let has_validator = resp.headers().contains_key(header::ETAG)
-        || resp.headers().contains_key(header::LAST_MODIFIED);
+    let has_validator = resp.has_header(header::ETAG) || resp.has_header(header::LAST_MODIFIED);
     if meta.initial_age >= meta.fresh_for
         && !has_validator
         && meta.stale_if_error.is_zero()
@@ -86,7 +85,7 @@ pub fn decide(
 
 /// Whether the origin gave an explicit lifetime (`s-maxage`, `max-age`, `Expires`).
 fn has_explicit(resp: &ResponseHeader, cc: &CacheControl) -> bool {
-    cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers().contains_key(header::EXPIRES)
+    cc.max_age.is_some() || cc.s_maxage.is_some() || resp.has_header(header::EXPIRES)
 }
 
 #[cfg(test)]

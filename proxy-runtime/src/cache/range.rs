@@ -88,11 +88,11 @@ pub fn select_ranges(req: &RequestHeader, resp: &ResponseHeader, len: u64) -> Ra
     if req.method != Method::GET || resp.status != StatusCode::OK {
         return RangeRequest::Whole;
     }
-    let mut ranges = req.headers().get_all(RANGE).iter();
+    let mut ranges = req.header_values(RANGE);
     let (Some(range), None) = (ranges.next(), ranges.next()) else {
         return RangeRequest::Whole;
     };
-    let mut validators = req.headers().get_all(IF_RANGE).iter();
+    let mut validators = req.header_values(IF_RANGE);
     match (validators.next(), validators.next()) {
         (None, _) => {}
         (Some(validator), None) if if_range_allows(validator.as_bytes(), resp) => {}

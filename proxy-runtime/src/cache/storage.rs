@@ -261,8 +261,7 @@ impl Fill for MemoryFill {
 /// Roughly what a stored head takes.
 fn header_size(meta: &CacheMeta) -> usize {
     meta.header
-        .headers()
-        .iter()
+        .header_fields()
         .map(|(n, v)| n.as_str().len() + v.len() + 32)
         .sum()
 }

@@ -81,9 +81,7 @@ impl HashKey {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(req: &'a crate::http::RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers()
-        .get_all(http::header::COOKIE)
-        .iter()
+    req.header_values(http::header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))

@@ -465,7 +465,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             .header_str(header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(len) = len
-            && req.headers().contains_key(header::RANGE)
+            && req.has_header(header::RANGE)
         {
             match crate::cache::range::select_ranges(req, &resp, len) {
                 RangeRequest::Whole => {}
@@ -646,12 +646,11 @@ fn unreachable_head() -> ResponseHeader {
 fn refreshed_meta(mut meta: CacheMeta, request_time: SystemTime, now: SystemTime) -> CacheMeta {
     use crate::cache::control::CacheControl;
     use crate::cache::freshness::{corrected_initial_age, freshness_lifetime};
-    let cc = CacheControl::from_headers(meta.header.headers());
+    let cc = CacheControl::from_lines(meta.header.header_values(header::CACHE_CONTROL));
     // The origin's explicit lifetime, if it gives one; else the one used so far (a
     // heuristic or a policy's TTL).
-    let explicit = cc.max_age.is_some()
-        || cc.s_maxage.is_some()
-        || meta.header.headers().contains_key(header::EXPIRES);
+    let explicit =
+        cc.max_age.is_some() || cc.s_maxage.is_some() || meta.header.has_header(header::EXPIRES);
     if explicit {
         meta.fresh_for = freshness_lifetime(&meta.header, now).lifetime;
     }

@@ -228,7 +228,7 @@ fn upstream_request_framing(
     // carries trailers only in chunked framing. When the client announced them
     // (`Trailer`), the body goes chunked so that they reach the origin.
     let trailers_announced =
-        session.downstream_is_h2() && session.req_header().headers().contains_key(header::TRAILER);
+        session.downstream_is_h2() && session.req_header().has_header(header::TRAILER);
     match (client_framing, declared) {
         (BodyFraming::Length(n), Some(d)) if n == d && !trailers_announced => {
             Ok(BodyFraming::Length(n))
