@@ -114,6 +114,7 @@ pub enum KeyRef<'a> {
 
 impl KeyRef<'_> {
     /// Whether this key names `name`.
+    #[inline]
     pub fn matches(self, name: &HeaderName) -> bool {
         match self {
             KeyRef::Name(key) => key == name,

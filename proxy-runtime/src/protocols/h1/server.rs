@@ -378,15 +378,26 @@ impl ServerSession {
             return Ok(());
         }
 
+        // One pass over the names finds the framing fields present; the usual response
+        // has `Content-Length` and perhaps `Connection`, and absent ones cost nothing.
+        let (mut te, mut connection) = (false, false);
+        for name in resp.fields().names() {
+            if *name == header::TRANSFER_ENCODING {
+                te = true;
+            } else if *name == header::CONNECTION {
+                connection = true;
+            }
+        }
+        if te {
+            resp.remove_header(header::TRANSFER_ENCODING);
+        }
         let head_request = self.req.method == Method::HEAD;
         let framing = if head_request || status == 204 || status == 304 {
             if status == 204 {
                 resp.remove_header(header::CONTENT_LENGTH);
             }
-            resp.remove_header(header::TRANSFER_ENCODING);
             BodyFraming::Empty
         } else {
-            resp.remove_header(header::TRANSFER_ENCODING);
             match content_length_of(&resp) {
                 Some(n) => BodyFraming::Length(n),
                 None if self.req.version == Version::HTTP_11 => {
@@ -401,10 +412,12 @@ impl ServerSession {
                 }
             }
         };
-        if ConnectionTokens::of(resp.header_values(header::CONNECTION)).close {
-            self.must_close = true;
+        if connection {
+            if ConnectionTokens::of(resp.header_values(header::CONNECTION)).close {
+                self.must_close = true;
+            }
+            resp.remove_header(header::CONNECTION);
         }
-        resp.remove_header(header::CONNECTION);
         if self.must_close || !self.client_keep_alive {
             resp.insert_header(header::CONNECTION, "close")?;
         } else if self.req.version == Version::HTTP_10 {
