@@ -17,12 +17,16 @@ use std::sync::OnceLock;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::hop;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 
 /// The header fields of one message head.
 #[derive(Default)]
 pub(crate) struct Fields {
     list: Vec<Field>,
+    /// The [`hop`] bits of the hop-by-hop names that may be present: set when such a
+    /// field is added, cleared when its name is removed (a `retain` leaves them set).
+    hop: u8,
     /// The map view, built on demand and dropped at every change.
     map: OnceLock<Box<HeaderMap>>,
 }
@@ -167,6 +171,7 @@ impl Fields {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Fields {
             list: Vec::with_capacity(n),
+            hop: 0,
             map: OnceLock::new(),
         }
     }
@@ -180,6 +185,7 @@ impl Fields {
     /// moved out of it.
     pub(crate) fn from_lower(map: HeaderMap) -> Self {
         let mut list: Vec<Field> = Vec::with_capacity(map.len());
+        let mut hop = 0;
         // The map yields a name with the first of its values and `None` with the
         // others, which directly follow it.
         for (name, value) in map {
@@ -190,6 +196,7 @@ impl Fields {
                     None => continue,
                 },
             };
+            hop |= hop::bit(&name);
             list.push(Field {
                 name,
                 spelling: None,
@@ -198,6 +205,7 @@ impl Fields {
         }
         Fields {
             list,
+            hop,
             map: OnceLock::new(),
         }
     }
@@ -222,6 +230,12 @@ impl Fields {
         if self.map.get().is_some() {
             self.map = OnceLock::new();
         }
+    }
+
+    /// The [`hop`] bits of the hop-by-hop names that may be present (a name whose bit
+    /// is clear is certainly absent).
+    pub(crate) fn hop_by_hop(&self) -> u8 {
+        self.hop
     }
 
     /// How many fields there are (a repeated name counts once per field).
@@ -270,6 +284,7 @@ impl Fields {
         let (name, spelling) = name.into_names()?;
         let value = value_of(value)?;
         self.changed();
+        self.hop |= hop::bit(&name);
         match self.list.iter().position(|f| f.name == name) {
             Some(first) => {
                 let field = &mut self.list[first];
@@ -302,6 +317,7 @@ impl Fields {
         let (name, spelling) = name.into_names()?;
         let value = value_of(value)?;
         self.changed();
+        self.hop |= hop::bit(&name);
         self.list.push(Field {
             name,
             spelling,
@@ -311,9 +327,17 @@ impl Fields {
     }
 
     /// Add a validated field as the parser found it: `spelling` is the name as written
-    /// (kept as is, a slice of the head), `name` its canonical form.
-    pub(crate) fn append_parsed(&mut self, name: HeaderName, spelling: Bytes, value: HeaderValue) {
+    /// (kept as is, a slice of the head), `name` its canonical form, `hop_bit` its
+    /// [`hop`] bit (the parser knows it from its name table).
+    pub(crate) fn append_parsed(
+        &mut self,
+        name: HeaderName,
+        spelling: Bytes,
+        value: HeaderValue,
+        hop_bit: u8,
+    ) {
         self.changed();
+        self.hop |= hop_bit;
         self.list.push(Field {
             name,
             spelling: Some(spelling),
@@ -325,6 +349,7 @@ impl Fields {
     /// names, or a constant): nothing to remember, nothing to copy.
     pub(crate) fn append_lower(&mut self, name: HeaderName, value: HeaderValue) {
         self.changed();
+        self.hop |= hop::bit(&name);
         self.list.push(Field {
             name,
             spelling: None,
@@ -336,6 +361,11 @@ impl Fields {
     pub(crate) fn remove(&mut self, key: KeyRef<'_>) -> Option<HeaderValue> {
         let first = self.list.iter().position(|f| key.matches(&f.name))?;
         self.changed();
+        let bit = match key {
+            KeyRef::Name(name) => hop::bit(name),
+            KeyRef::Str(name) => hop::index(name.as_bytes(), true).map_or(0, |i| 1 << i),
+        };
+        self.hop &= !bit;
         let removed = self.list.remove(first).value;
         if self.list[first..].iter().any(|f| key.matches(&f.name)) {
             self.list.retain(|f| !key.matches(&f.name));
@@ -367,6 +397,7 @@ impl Clone for Fields {
     fn clone(&self) -> Self {
         Fields {
             list: self.list.clone(),
+            hop: self.hop,
             map: OnceLock::new(),
         }
     }
@@ -395,6 +426,7 @@ mod tests {
             HeaderName::from_static("x-request-id"),
             Bytes::from_static(b"X-Request-ID"),
             HeaderValue::from_static("1"),
+            0,
         );
         fields.append_lower(http::header::ACCEPT, HeaderValue::from_static("*/*"));
         fields.append("X-Multi", "a").unwrap();

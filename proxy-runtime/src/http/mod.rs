@@ -15,6 +15,7 @@
 //! [`RequestHeader::remove_header`]. [`ResponseHeader`] has the same methods.
 
 pub(crate) mod fields;
+pub(crate) mod hop;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fields::Fields;

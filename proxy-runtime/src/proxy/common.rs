@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderValue, header};
 
 use super::HttpProxy;
 use crate::cache::state::ClientView;
 use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
-use crate::http::KeyRef;
 use crate::http::fields::Fields;
+use crate::http::{KeyRef, hop};
 use crate::protocols::h1::io::ConnIo;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
@@ -345,65 +345,17 @@ pub(crate) fn refine_retry(e: Box<Error>, method: &http::Method, write_failed: b
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross a proxy.
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Headers that concern one connection only (RFC 9110 §7.6.1), as parsed names: removing
-/// by name skips parsing and hashing text again. `Connection` comes first
-/// (`strip_hop_by_hop` tests its bit).
-// A `static`, not a `const`: a `const` array of names is built and dropped again at
-// every use.
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// The position of `name` (lower case, as header names are stored; or any case with
-/// `ignore_case`) in [`HOP_BY_HOP`]. The length rules out almost every name before
-/// any byte is compared (comparing `HeaderName`s would compare bytes for the two
-/// names `http` does not know).
-fn hop_by_hop_index(name: &str, ignore_case: bool) -> Option<usize> {
-    let candidate = match name.len() {
-        2 => 3,
-        7 if name.as_bytes()[0].eq_ignore_ascii_case(&b't') => 4,
-        7 => 6,
-        10 if name.as_bytes()[0].eq_ignore_ascii_case(&b'c') => 0,
-        10 => 1,
-        16 => 2,
-        17 => 5,
-        _ => return None,
-    };
-    let hop = HOP_BY_HOP[candidate].as_str();
-    let same = if ignore_case {
-        name.eq_ignore_ascii_case(hop)
-    } else {
-        name == hop
-    };
-    same.then_some(candidate)
-}
-
 /// Remove hop-by-hop headers and every header the `Connection` header names. With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
 /// set to `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
-    // One pass over the names finds which of them are present; most messages carry
-    // none, or only `Connection`.
-    let mut present = 0u8;
-    for name in headers.names() {
-        if let Some(i) = hop_by_hop_index(name.as_str(), false) {
-            present |= 1 << i;
-        }
-    }
+    // The fields know which hop-by-hop names they may hold; most heads hold none, or
+    // only `Connection`.
+    let present = headers.hop_by_hop();
     if !keep_upgrade && present == 0 {
         return;
     }
-    if present & 1 != 0 {
+    if present & hop::CONNECTION != 0 {
         // The other names `Connection` lists go too. Usually it lists only options
         // (`keep-alive`, `close`) that name no header present: look before copying.
         let connection = KeyRef::Name(&header::CONNECTION);
@@ -421,17 +373,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
             }
         }
     }
-    // `Upgrade` is the last of the names; with `keep_upgrade` it stays.
-    let upgrade_bit = 1 << (HOP_BY_HOP.len() - 1);
     let remove = if keep_upgrade {
-        present & !upgrade_bit
+        present & !hop::UPGRADE
     } else {
         present
     };
-    if remove != 0 {
-        headers.retain(|name, _| {
-            hop_by_hop_index(name.as_str(), false).is_none_or(|i| remove & (1 << i) == 0)
-        });
+    // One scan per name present (names compare as enum tags or by length first).
+    for (i, name) in hop::HOP_BY_HOP.iter().enumerate() {
+        if remove & (1 << i) != 0 {
+            headers.remove(KeyRef::Name(name));
+        }
     }
     if keep_upgrade {
         // Both names are constants; this cannot fail.
@@ -446,11 +397,14 @@ fn listed_names(value: &HeaderValue, keep_upgrade: bool) -> impl Iterator<Item =
         .as_bytes()
         .split(|&b| b == b',')
         .filter_map(move |token| {
-            let name = std::str::from_utf8(token.trim_ascii()).ok()?;
-            let skip = name.is_empty()
-                || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"))
-                || hop_by_hop_index(name, true).is_some();
-            (!skip).then_some(name)
+            let token = token.trim_ascii();
+            let skip = token.is_empty()
+                || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade"))
+                || hop::index(token, true).is_some();
+            if skip {
+                return None;
+            }
+            std::str::from_utf8(token).ok()
         })
 }
 
@@ -459,28 +413,6 @@ mod tests {
     use super::*;
     use crate::http::RequestHeader;
     use http::{Method, Version};
-
-    #[test]
-    fn hop_by_hop_names_are_found_by_length_then_bytes() {
-        for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str(), false), Some(i));
-            let upper = name.as_str().to_ascii_uppercase();
-            assert_eq!(hop_by_hop_index(&upper, true), Some(i));
-            assert_eq!(hop_by_hop_index(&upper, false), None);
-        }
-        for other in [
-            "",
-            "t",
-            "tk",
-            "trailers",
-            "upgrader",
-            "content-type",
-            "connectio",
-            "keep-alivf",
-        ] {
-            assert_eq!(hop_by_hop_index(other, true), None, "{other}");
-        }
-    }
 
     #[test]
     fn hop_by_hop_and_listed_headers_are_removed() {

@@ -16,6 +16,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
 use crate::http::KeyRef;
 use crate::http::fields::Fields;
+use crate::http::hop;
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// Size and count limits for a message head.
@@ -222,15 +223,21 @@ fn fill_headers(
         let (n0, n1) = (h.name_at.0 as usize, h.name_at.1 as usize);
         let (v0, v1) = (h.value_at.0 as usize, h.value_at.1 as usize);
         let spelled = &head[n0..n1];
-        let name = match common_name(spelled) {
-            Some(name) => name,
+        let (name, hop_bit) = match common_name(spelled) {
+            // Of the common names, only these two are hop-by-hop (a tag comparison each).
+            Some(name) if name == header::CONNECTION => (name, hop::CONNECTION),
+            Some(name) if name == header::TRANSFER_ENCODING => (name, hop::TRANSFER_ENCODING),
+            Some(name) => (name, 0),
             None => {
-                HeaderName::from_bytes(spelled).map_err(|_| bad(status, "invalid header name"))?
+                let name = HeaderName::from_bytes(spelled)
+                    .map_err(|_| bad(status, "invalid header name"))?;
+                let bit = hop::bit(&name);
+                (name, bit)
             }
         };
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
             .map_err(|_| bad(status, "invalid header value"))?;
-        map.append_parsed(name, head.slice(n0..n1), value);
+        map.append_parsed(name, head.slice(n0..n1), value, hop_bit);
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ use super::body::{BodyDecoder, BodyEncoder, BodyError, BodyEvent};
 use super::head::{self, BodyFraming, ConnectionTokens, HeadError, ParsedRequest};
 use super::io::ConnIo;
 use crate::error::{Error, ErrorKind, ErrorSource, Result, io_error};
+use crate::http::hop;
 use crate::http::{RequestHeader, ResponseHeader};
 
 /// Write buffered output once this much is queued, to bound memory per connection.
@@ -378,17 +379,11 @@ impl ServerSession {
             return Ok(());
         }
 
-        // One pass over the names finds the framing fields present; the usual response
-        // has `Content-Length` and perhaps `Connection`, and absent ones cost nothing.
-        let (mut te, mut connection) = (false, false);
-        for name in resp.fields().names() {
-            if *name == header::TRANSFER_ENCODING {
-                te = true;
-            } else if *name == header::CONNECTION {
-                connection = true;
-            }
-        }
-        if te {
+        // The fields know which hop-by-hop names they may hold: absent ones cost nothing
+        // (a relayed response has had them removed already).
+        let hop_by_hop = resp.fields().hop_by_hop();
+        let connection = hop_by_hop & hop::CONNECTION != 0;
+        if hop_by_hop & hop::TRANSFER_ENCODING != 0 {
             resp.remove_header(header::TRANSFER_ENCODING);
         }
         let head_request = self.req.method == Method::HEAD;
