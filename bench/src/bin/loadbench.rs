@@ -1,6 +1,7 @@
 //! `loadbench`: our `forward` proxy side by side with nginx and haproxy (and the origin
 //! alone), on loopback, in one run, interleaved round by round; and on cache hits,
-//! `forward --cache` against nginx's `proxy_cache`, in the same rounds.
+//! `forward --cache` against nginx's `proxy_cache`, in the same rounds. With `--pgo`,
+//! also `forward` built with profile-guided optimisation (`forward-pgo`).
 //!
 //! ```text
 //! cargo run --release -p proxy-bench --bin loadbench -- [--quick] [--rounds N] ...
@@ -8,7 +9,8 @@
 //!
 //! See the "Load benchmark" section of `bench/README.md` for what is measured, and
 //! `proxy_bench::load` for the parts. This file holds the options, the set-up (tools,
-//! the `forward` build, pinning, limits, the origin), the rounds, and the output.
+//! the `forward` build, pinning, limits, the origin, the PGO build), the rounds, and
+//! the output.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,10 +20,12 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_bench::load::child::{install_interrupt_handler, interrupted, run_visible_bounded};
+use proxy_bench::load::pgo::{self, PgoDirs, ProfData};
 use proxy_bench::load::procfs;
-use proxy_bench::load::report::{self, Record, RunInfo, summary_of};
+use proxy_bench::load::report::{self, Record, RunInfo, Variant, summary_of};
 use proxy_bench::load::run::{
     Bench, CACHED, FORWARD_CACHE_SIZE, Kind, Ports, cache_warnings, nginx_cache_dir, port_free,
+    profraw_files,
 };
 use proxy_bench::load::svg::{self, Chart, Series};
 use proxy_bench::load::tools::{self, Tool};
@@ -37,15 +41,26 @@ usage: cargo run --release -p proxy-bench --bin loadbench -- [options]
   --idle-conns N       idle keep-alive connections for the memory step (default 5000; 0 skips)
   --targets LIST       comma-separated, in round order (default
                        direct,forward,nginx,haproxy,forward-cache,nginx-cache; the last two
-                       are measured on cache hits: forward --cache, nginx proxy_cache)
+                       are measured on cache hits: forward --cache, nginx proxy_cache;
+                       forward-pgo needs --pgo or --forward-pgo-bin)
   --work DIR           work dir: configs, logs, results-*.jsonl (default $TMPDIR/proxy-loadbench)
   --forward-bin PATH   the forward binary to measure (default: build it next to loadbench)
-  --no-build           do not build forward; use the one next to loadbench
+  --no-build           do not build forward; use the one next to loadbench (with --pgo:
+                       the PGO build an earlier --pgo run left in TARGET/pgo-use)
+  --pgo                also measure forward-pgo, forward built with profile-guided
+                       optimisation, right after forward: instrumented build
+                       (TARGET/pgo-generate), trained against the origin (wrk 1 KiB,
+                       wrk 100 KiB, h2load h2c, 5 s each), profile merged with
+                       llvm-profdata (rustup component add llvm-tools), rebuilt
+                       (TARGET/pgo-use); TARGET is loadbench's own target dir
+  --forward-pgo-bin PATH
+                       measure PATH as forward-pgo (a ready-made PGO build; nothing built)
   --quick              smoke run: 1 round, 2 s runs, 1000 idle connections
-  --install            apt-get install missing tools (sudo unless root)
+  --install            apt-get install missing tools (sudo unless root); with --pgo,
+                       also rustup component add llvm-tools if llvm-profdata is missing
   --base-port P        ports used: P+81/82/89 origin (h1/h2c/status), P+100/101 nginx,
-                       P+110 nginx-cache, P+200 haproxy, P+300 forward, P+310 forward-cache
-                       (default 28000)
+                       P+110 nginx-cache, P+200 haproxy, P+300 forward, P+310 forward-cache,
+                       P+320 forward-pgo (default 28000)
   --h2-conns C         h2load connections (default 8)
   --h2-streams M       h2load streams per connection (default 8)
   --client-cpu LIST    taskset -c list of the load generator (default 1)
@@ -55,6 +70,16 @@ usage: cargo run --release -p proxy-bench --bin loadbench -- [options]
   --no-docs            write the Markdown and the charts to the work dir only
   -h, --help           this text
 ";
+
+/// Where the `forward-pgo` target's binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pgo {
+    /// `--pgo`: built and trained by this run (with `--no-build`: the build an earlier
+    /// run left behind).
+    Build,
+    /// `--forward-pgo-bin PATH`: measured as given.
+    Bin(PathBuf),
+}
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -74,6 +99,7 @@ struct Opts {
     client_cpu: String,
     server_cpu: String,
     docs: Option<PathBuf>,
+    pgo: Option<Pgo>,
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
@@ -85,7 +111,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
         duration: 5,
         conns: 64,
         idle_conns: 5000,
-        targets: Kind::ALL.to_vec(),
+        targets: Kind::DEFAULT.to_vec(),
         work: std::env::temp_dir().join("proxy-loadbench"),
         forward_bin: None,
         no_build: false,
@@ -97,7 +123,9 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
         client_cpu: "1".into(),
         server_cpu: "0".into(),
         docs: Some(workspace_root().join("docs")),
+        pgo: None,
     };
+    let mut pgo_build = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -135,6 +163,8 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             "--work" => o.work = PathBuf::from(value()?),
             "--forward-bin" => o.forward_bin = Some(PathBuf::from(value()?)),
             "--no-build" => o.no_build = true,
+            "--pgo" => pgo_build = true,
+            "--forward-pgo-bin" => o.pgo = Some(Pgo::Bin(PathBuf::from(value()?))),
             "--quick" => o.quick = true,
             "--install" => o.install = true,
             "--base-port" => o.base_port = num(flag, value()?)?,
@@ -153,6 +183,24 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
     o.idle_conns = idle.unwrap_or(if o.quick { 1000 } else { 5000 });
     if o.rounds == 0 || o.duration == 0 || o.conns == 0 {
         return Err("--rounds, --duration and --conns must be at least 1".into());
+    }
+    // --forward-pgo-bin wins over --pgo: nothing to build then.
+    if pgo_build && o.pgo.is_none() {
+        o.pgo = Some(Pgo::Build);
+    }
+    if o.pgo.is_some() && !o.targets.contains(&Kind::ForwardPgo) {
+        // Right after forward (the pair is the comparison), else last.
+        let at = o
+            .targets
+            .iter()
+            .position(|&k| k == Kind::Forward)
+            .map_or(o.targets.len(), |i| i + 1);
+        o.targets.insert(at, Kind::ForwardPgo);
+    }
+    if o.pgo.is_none() && o.targets.contains(&Kind::ForwardPgo) {
+        return Err(
+            "--targets: forward-pgo needs --pgo (build it) or --forward-pgo-bin PATH".into(),
+        );
     }
     if o.targets.is_empty() {
         return Err("--targets: no target".into());
@@ -209,15 +257,35 @@ fn read_trim(path: &str) -> String {
     fs::read_to_string(path).map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }
 
-/// Build `forward` into the target dir `loadbench` itself runs from, so that
-/// `cargo run --release -p proxy-bench --bin loadbench` measures the current source.
-fn build_forward(target_dir: &Path) -> Result<(), String> {
+/// Extra settings of a `forward` build (the PGO ones).
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildWith<'a> {
+    /// A rustc flag added to the caller's `RUSTFLAGS` (`-Cprofile-generate=...`).
+    rustflag: Option<&'a str>,
+    /// `taskset` and the CPU list to run cargo on: builds started after the harness
+    /// pinned itself get back every CPU it was allowed at start.
+    cpus: Option<(&'a Path, &'a str)>,
+}
+
+/// Build `forward` into `target_dir`: the target dir `loadbench` itself runs from, so
+/// that `cargo run --release -p proxy-bench --bin loadbench` measures the current
+/// source; or, for `--pgo`, one of [`PgoDirs`]'s, with a profile flag.
+fn build_forward(target_dir: &Path, with: BuildWith<'_>) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
-        "loadbench: building forward: cargo build --release -p examples --bin forward (CARGO_TARGET_DIR={})",
+        "loadbench: building forward: {}cargo build --release -p examples --bin forward (CARGO_TARGET_DIR={})",
+        with.rustflag
+            .map_or_else(String::new, |f| format!("RUSTFLAGS+={f} ")),
         target_dir.display()
     );
-    let mut cmd = Command::new(cargo);
+    let mut cmd = match with.cpus {
+        Some((taskset, cpus)) => {
+            let mut c = Command::new(taskset);
+            c.arg("-c").arg(cpus).arg(&cargo);
+            c
+        }
+        None => Command::new(&cargo),
+    };
     // `cargo run` gives loadbench the variables of *its* package; build scripts that
     // watch one (ring: CARGO_MANIFEST_DIR) would rebuild on every switch between this
     // build and the next `cargo run`. Drop them: the build sees the user's environment.
@@ -238,10 +306,81 @@ fn build_forward(target_dir: &Path) -> Result<(), String> {
             cmd.env_remove(&key);
         }
     }
+    if let Some(flag) = with.rustflag {
+        let var = |k: &str| std::env::var(k).ok();
+        let flags = pgo::encoded_rustflags(
+            var("CARGO_ENCODED_RUSTFLAGS").as_deref(),
+            var("RUSTFLAGS").as_deref(),
+            flag,
+        );
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags)
+            .env_remove("RUSTFLAGS");
+    }
     cmd.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
         .args(["build", "--release", "-p", "examples", "--bin", "forward"]);
     run_visible_bounded("cargo build (forward)", &mut cmd, Duration::from_secs(1800))
+}
+
+/// `--pgo`: build the instrumented `forward`, train it against the running origin
+/// ([`Bench::train_pgo`]), merge its profile, build the optimised `forward` (the
+/// `forward-pgo` binary, [`PgoDirs::optimised_bin`]). Returns how it was built, for
+/// the report's settings.
+fn build_pgo(
+    bench: &Bench,
+    dirs: &PgoDirs,
+    profdata: &ProfData,
+    cpus: Option<(&Path, &str)>,
+) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    pgo::reset_dir(&dirs.profiles)?;
+    let generate = dirs.generate_flag();
+    build_forward(
+        &dirs.generate,
+        BuildWith {
+            rustflag: Some(&generate),
+            cpus,
+        },
+    )
+    .map_err(|e| format!("instrumented build: {e}"))?;
+    // The build scripts of the instrumented build wrote profiles too: a fresh, empty
+    // directory for the training run.
+    pgo::reset_dir(&dirs.profiles)?;
+    eprintln!(
+        "loadbench: PGO training: the instrumented forward on 127.0.0.1:{}, {} s per load",
+        bench.ports.forward_pgo,
+        pgo::TRAIN_SECS
+    );
+    let runs = bench.train_pgo(&dirs.instrumented_bin(), &dirs.profiles, pgo::TRAIN_SECS)?;
+    let raw = profraw_files(&dirs.profiles);
+    pgo::merge(profdata, &raw, &dirs.profdata)?;
+    let use_flag = dirs.use_flag();
+    build_forward(
+        &dirs.use_dir,
+        BuildWith {
+            rustflag: Some(&use_flag),
+            cpus,
+        },
+    )
+    .map_err(|e| format!("optimised build: {e}"))?;
+    eprintln!(
+        "loadbench: PGO build done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(format!(
+        "`forward` of this workspace built with profile-guided optimisation by this run \
+         (same release profile as `forward`): (1) `cargo build --release -p examples --bin \
+         forward` with `{generate}` (target dir `{}`); (2) that instrumented binary, \
+         started and pinned like the targets, trained against this run's origin with {}, \
+         then stopped with SIGTERM; (3) its {} `.profraw` merged with `llvm-profdata merge` \
+         (LLVM {}); (4) the same build with `{use_flag}` (target dir `{}`). The cache path \
+         (`--cache`) is not part of the training",
+        dirs.generate.display(),
+        runs.join(", "),
+        raw.len(),
+        profdata.llvm,
+        dirs.use_dir.display()
+    ))
 }
 
 /// Pin this process (all its threads: the idle client runs here) to the client CPU.
@@ -340,17 +479,41 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         );
     }
 
-    // 2. The forward binary.
+    // 1b. --pgo: llvm-profdata, before anything is built.
+    let build_pgo_now = opts.pgo == Some(Pgo::Build) && !opts.no_build;
+    let profdata = if build_pgo_now {
+        let found = match pgo::find_llvm_profdata(&pgo::rustc()) {
+            Err(e) if opts.install => {
+                eprintln!("loadbench: {e}");
+                pgo::install_llvm_tools()
+                    .map_err(|e| format!("set-up, installing llvm-tools: {e}"))?;
+                pgo::find_llvm_profdata(&pgo::rustc())
+            }
+            found => found,
+        };
+        let found = found.map_err(|e| format!("set-up: {e}"))?;
+        eprintln!(
+            "loadbench: --pgo: llvm-profdata {} (LLVM {})",
+            found.path.display(),
+            found.llvm
+        );
+        Some(found)
+    } else {
+        None
+    };
+
+    // 2. The forward binaries.
+    let exe = std::env::current_exe().map_err(|e| format!("set-up: current_exe: {e}"))?;
+    let release_dir = exe.parent().ok_or("set-up: loadbench has no directory")?;
+    let target_dir = release_dir.parent().unwrap_or(release_dir);
+    let pgo_dirs = PgoDirs::new(target_dir, &opts.work);
     let mut forward = None;
     if targets.iter().any(|k| k.uses_forward()) {
-        let exe = std::env::current_exe().map_err(|e| format!("set-up: current_exe: {e}"))?;
-        let release_dir = exe.parent().ok_or("set-up: loadbench has no directory")?;
         let path = match &opts.forward_bin {
             Some(p) => p.clone(),
             None => {
                 if !opts.no_build {
-                    let target_dir = release_dir.parent().unwrap_or(release_dir);
-                    build_forward(target_dir)
+                    build_forward(target_dir, BuildWith::default())
                         .map_err(|e| format!("set-up, building forward: {e}"))?;
                 }
                 release_dir.join("forward")
@@ -365,6 +528,25 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         }
         forward = Some(path);
     }
+    let forward_pgo = match &opts.pgo {
+        None => None,
+        Some(Pgo::Bin(p)) => Some(p.clone()),
+        Some(Pgo::Build) => Some(pgo_dirs.optimised_bin()),
+    };
+    if let Some(p) = &forward_pgo
+        && !build_pgo_now
+        && !p.is_file()
+    {
+        return Err(format!(
+            "set-up: no PGO build of forward at {} ({})",
+            p.display(),
+            if opts.pgo == Some(Pgo::Build) {
+                "--no-build uses the one an earlier --pgo run left there; run without --no-build"
+            } else {
+                "--forward-pgo-bin"
+            }
+        ));
+    }
 
     // 3. Layout: this process (and so the idle client) on the client CPU.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -377,6 +559,8 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         client_cpu = "0".into();
         server_cpu = "0".into();
     }
+    // The PGO builds run after the harness pinned itself: they get these CPUs back.
+    let all_cpus = procfs::cpus_allowed_list();
     let pinned = match &taskset {
         Some(ts) => match pin_self(ts, &client_cpu) {
             Ok(()) => true,
@@ -479,6 +663,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         haproxy: haproxy.clone(),
         taskset: if pinned { taskset.clone() } else { None },
         forward: forward.clone(),
+        forward_pgo: forward_pgo.clone(),
         nginx_cache_dir: cache_dir.clone(),
         client_cpu: client_cpu.clone(),
         server_cpu: server_cpu.clone(),
@@ -521,23 +706,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         tools::version_of(Path::new("rustc"), &["-V"])
     ));
     if let Some(f) = &forward {
-        let commit = tools::version_of(
-            Path::new("git"),
-            &[
-                "-C",
-                &workspace_root().display().to_string(),
-                "rev-parse",
-                "--short",
-                "HEAD",
-            ],
-        );
-        let built = fs::metadata(f)
-            .and_then(|m| m.modified())
-            .map_or_else(|_| "?".to_string(), |t| utc(t).1);
-        versions.push(format!(
-            "forward: `{}`, built {built} (workspace HEAD now: {commit}; uncommitted changes not tracked)",
-            f.display()
-        ));
+        versions.push(binary_line("forward", f));
     }
     let cpu_model = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -593,6 +762,50 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         "origin: nginx pid {origin_pid} on 127.0.0.1:{} (stub_status :{})",
         ports.origin, ports.status
     );
+
+    // 7b. --pgo: build, train and rebuild forward now that the origin is up.
+    let mut variants = Vec::new();
+    if let (Some(pgo_opt), Some(bin)) = (&opts.pgo, &forward_pgo) {
+        let how = match (pgo_opt, &profdata) {
+            (Pgo::Build, Some(profdata)) => {
+                let cpus = match (&taskset, &all_cpus) {
+                    (Some(ts), Some(list)) if pinned => Some((ts.as_path(), list.as_str())),
+                    _ => None,
+                };
+                build_pgo(&bench, &pgo_dirs, profdata, cpus)
+                    .map_err(|e| format!("set-up, --pgo: {e}"))?
+            }
+            (Pgo::Build, None) => format!(
+                "`forward` built with profile-guided optimisation by an earlier `--pgo` run \
+                 (`--no-build`: not rebuilt or retrained here; training load and profile as \
+                 that run's report says); binary `{}`",
+                bin.display()
+            ),
+            (Pgo::Bin(p), _) => format!(
+                "the binary given with `--forward-pgo-bin {}`, built outside this run (how it \
+                 was trained is not known to loadbench)",
+                p.display()
+            ),
+        };
+        versions.push(binary_line("forward-pgo", bin));
+        variants.push(Variant {
+            target: Kind::ForwardPgo.name().into(),
+            base: Kind::Forward.name().into(),
+            summary: format!(
+                "the same `forward` built with profile-guided optimisation ({}; settings \
+                 above); `forward` is the default release build, the one to compare",
+                match pgo_opt {
+                    Pgo::Build if build_pgo_now => format!(
+                        "trained on wrk 1 KiB, wrk 100 KiB and h2load h2c, {} s each",
+                        pgo::TRAIN_SECS
+                    ),
+                    Pgo::Build => "built by an earlier `--pgo` run".to_string(),
+                    Pgo::Bin(_) => "a binary given with `--forward-pgo-bin`".to_string(),
+                }
+            ),
+            how,
+        });
+    }
     let mut records: Vec<Record> = Vec::new();
     let mut out = fs::OpenOptions::new()
         .create(true)
@@ -670,6 +883,7 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
         warnings,
         results_file: results.display().to_string(),
         cache_setup,
+        variants,
     };
     let (cache_names, main_names): (Vec<String>, Vec<String>) = names
         .iter()
@@ -702,6 +916,27 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     }
     println!("written:\n{files}  {} (appended)", results.display());
     Ok(failed == 0)
+}
+
+/// The report's line about a `forward` binary: path, build time, workspace HEAD.
+fn binary_line(target: &str, bin: &Path) -> String {
+    let commit = tools::version_of(
+        Path::new("git"),
+        &[
+            "-C",
+            &workspace_root().display().to_string(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let built = fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .map_or_else(|_| "?".to_string(), |t| utc(t).1);
+    format!(
+        "{target}: `{}`, built {built} (workspace HEAD now: {commit}; uncommitted changes not tracked)",
+        bin.display()
+    )
 }
 
 fn print_line(r: &Record) {
@@ -782,15 +1017,20 @@ fn rounds_text(records: &[Record]) -> String {
     format!("median of {n} round(s); whiskers: min–max")
 }
 
-/// A second subtitle line when a chart has a cache target's group.
-fn cache_text(names: &[String]) -> &'static str {
-    if names
-        .iter()
-        .any(|n| Kind::parse(n).is_some_and(Kind::is_cache))
-    {
-        "\n*-cache: cache hits, HTTP/1.1 only (forward --cache; nginx proxy_cache)"
+/// A second subtitle line when a chart has a cache target's group or `forward-pgo`.
+fn notes_text(names: &[String]) -> String {
+    let has = |f: fn(Kind) -> bool| names.iter().any(|n| Kind::parse(n).is_some_and(f));
+    let mut notes = Vec::new();
+    if has(Kind::is_cache) {
+        notes.push("*-cache: cache hits, HTTP/1.1 only (forward --cache; nginx proxy_cache)");
+    }
+    if has(|k| k == Kind::ForwardPgo) {
+        notes.push("forward-pgo: forward built with PGO");
+    }
+    if notes.is_empty() {
+        String::new()
     } else {
-        ""
+        format!("\n{}", notes.join("; "))
     }
 }
 
@@ -800,7 +1040,7 @@ fn cpu_chart(records: &[Record], names: &[String]) -> Chart {
         subtitle: format!(
             "ms of utime+stime, one worker, HTTP/1.1 keep-alive; direct = the origin alone; {}{}",
             rounds_text(records),
-            cache_text(names)
+            notes_text(names)
         ),
         groups: names.to_vec(),
         series: vec![
@@ -829,7 +1069,7 @@ fn rps_chart(records: &[Record], names: &[String]) -> Chart {
         subtitle: format!(
             "proxy and origin share one core; h1: 64 connections, h2c: 8×8 streams; {}{}",
             rounds_text(records),
-            cache_text(names)
+            notes_text(names)
         ),
         groups: names.to_vec(),
         series: vec![
@@ -870,6 +1110,73 @@ mod tests {
         assert!(parse_args(&args(&["--targets", "nginx,direct,nginx"])).is_err());
         assert!(parse_args(&args(&["--rounds"])).is_err());
         assert!(parse_args(&args(&["-h"])).expect("parses").is_none());
+    }
+
+    #[test]
+    fn pgo_options() {
+        let parse = |a: &[&str]| parse_args(&args(a)).expect("parses").expect("not help");
+        let names = |o: &Opts| -> Vec<&str> { o.targets.iter().map(|k| k.name()).collect() };
+        // Without --pgo nothing changes.
+        let o = parse(&[]);
+        assert_eq!(o.pgo, None);
+        assert_eq!(o.targets, Kind::DEFAULT.to_vec());
+        // --pgo: forward-pgo right after forward.
+        let o = parse(&["--pgo"]);
+        assert_eq!(o.pgo, Some(Pgo::Build));
+        assert_eq!(
+            names(&o),
+            [
+                "direct",
+                "forward",
+                "forward-pgo",
+                "nginx",
+                "haproxy",
+                "forward-cache",
+                "nginx-cache"
+            ]
+        );
+        let o = parse(&["--pgo", "--targets", "nginx,forward,direct"]);
+        assert_eq!(names(&o), ["nginx", "forward", "forward-pgo", "direct"]);
+        let o = parse(&[
+            "--targets=direct,forward,forward-pgo,nginx",
+            "--pgo",
+            "--quick",
+        ]);
+        assert_eq!(names(&o), ["direct", "forward", "forward-pgo", "nginx"]);
+        // An explicit position is kept; without forward, last.
+        let o = parse(&["--targets", "forward-pgo,nginx,forward", "--pgo"]);
+        assert_eq!(names(&o), ["forward-pgo", "nginx", "forward"]);
+        let o = parse(&["--pgo", "--targets", "direct,nginx"]);
+        assert_eq!(names(&o), ["direct", "nginx", "forward-pgo"]);
+        // A ready-made binary: the target, nothing to build; it wins over --pgo.
+        let o = parse(&[
+            "--forward-pgo-bin",
+            "/x/forward",
+            "--targets",
+            "forward,nginx",
+        ]);
+        assert_eq!(o.pgo, Some(Pgo::Bin(PathBuf::from("/x/forward"))));
+        assert_eq!(names(&o), ["forward", "forward-pgo", "nginx"]);
+        let o = parse(&["--pgo", "--forward-pgo-bin=/y"]);
+        assert_eq!(o.pgo, Some(Pgo::Bin(PathBuf::from("/y"))));
+        let o = parse(&["--pgo", "--no-build"]);
+        assert_eq!((o.pgo, o.no_build), (Some(Pgo::Build), true));
+        // forward-pgo without a source of its binary; a missing value; twice.
+        let e = parse_args(&args(&["--targets", "forward,forward-pgo"])).expect_err("no --pgo");
+        assert!(e.contains("--pgo"), "{e}");
+        assert!(parse_args(&args(&["--forward-pgo-bin"])).is_err());
+        assert!(parse_args(&args(&["--pgo", "--targets", "forward-pgo,forward-pgo"])).is_err());
+    }
+
+    #[test]
+    fn chart_notes() {
+        let n = |a: &[&str]| notes_text(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(n(&["direct", "forward", "nginx"]), "");
+        assert_eq!(
+            n(&["forward", "forward-pgo"]),
+            "\nforward-pgo: forward built with PGO"
+        );
+        assert!(n(&["forward-pgo", "nginx-cache"]).starts_with("\n*-cache: "));
     }
 
     #[test]

@@ -20,11 +20,14 @@
 //!   included).
 //! * [`report`]: records, JSON lines, medians, the Markdown tables.
 //! * [`svg`]: hand-written SVG bar charts.
+//! * [`pgo`]: the `--pgo` build of `forward`: its directories and flags,
+//!   `llvm-profdata`, merging the training profiles.
 
 pub mod child;
 pub mod conf;
 pub mod http;
 pub mod idle;
+pub mod pgo;
 pub mod procfs;
 pub mod report;
 pub mod run;

@@ -1,7 +1,8 @@
 //! What the harness reads from `/proc`: process trees, CPU time, memory, per-core busy
 //! time, the open-files limit (raised with `prlimit(1)`: the workspace forbids
-//! `unsafe`, so `libc::setrlimit` is not an option) and the file system a directory is
-//! on (`/proc/self/mounts`: is nginx's cache on tmpfs?).
+//! `unsafe`, so `libc::setrlimit` is not an option), the file system a directory is
+//! on (`/proc/self/mounts`: is nginx's cache on tmpfs?) and the CPUs the harness may
+//! run on before it pins itself (`Cpus_allowed_list`).
 
 use std::fs;
 use std::path::Path;
@@ -109,6 +110,24 @@ pub fn status_field_kib(text: &str, field: &str) -> Option<u64> {
         let v = l.strip_prefix(field)?.strip_prefix(':')?;
         v.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// A text field of a `/proc/PID/status` text (`Cpus_allowed_list` → `0-1`), trimmed.
+pub fn status_field(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(field)?.strip_prefix(':')?.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`, a
+/// `taskset -c` list such as `0-1`). Read before the harness pins itself, so that the
+/// PGO builds it starts later can be given every CPU again.
+pub fn cpus_allowed_list() -> Option<String> {
+    status_field(
+        &fs::read_to_string("/proc/self/status").ok()?,
+        "Cpus_allowed_list",
+    )
 }
 
 /// Reset the peak RSS (`VmHWM`) of every process of the tree: `5` into
@@ -295,10 +314,14 @@ mod tests {
     }
 
     #[test]
-    fn status_field() {
+    fn status_fields() {
         let t = "Name:\tnginx\nVmHWM:\t    4321 kB\nVmRSS:\t    1234 kB\n";
         assert_eq!(status_field_kib(t, "VmHWM"), Some(4321));
         assert_eq!(status_field_kib(t, "VmRSS"), Some(1234));
         assert_eq!(status_field_kib(t, "VmSwap"), None);
+        let t = "Name:\tforward\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
+        assert_eq!(status_field(t, "Cpus_allowed_list").as_deref(), Some("0-1"));
+        assert_eq!(status_field(t, "Cpus_allowed").as_deref(), Some("3"));
+        assert_eq!(status_field(t, "Mems_allowed"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Records of (round, target), JSON lines, medians and the Markdown report (the cache
-//! targets in their own "Cache hits" section).
+//! targets in their own "Cache hits" section; build variants such as `forward-pgo`
+//! described in the settings and compared with their base target).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,8 +10,8 @@ use std::fmt::Write as _;
 pub struct Record {
     /// Round, from 1.
     pub round: u32,
-    /// Target name (`direct`, `forward`, `nginx`, `haproxy`, `forward-cache`,
-    /// `nginx-cache`).
+    /// Target name (`direct`, `forward`, `forward-pgo`, `nginx`, `haproxy`,
+    /// `forward-cache`, `nginx-cache`).
     pub target: String,
     /// Metric key (see [`METRICS`]) → value.
     pub values: BTreeMap<String, f64>,
@@ -377,13 +378,12 @@ fn table(out: &mut String, records: &[Record], targets: &[String], metrics: &[Me
     }
 }
 
-/// The ratio table: median of each target ÷ median of `base`, for `keys` (defined in
-/// `defs`).
+/// The ratio table: one row per (target, base) pair, median of the target ÷ median
+/// of its base, for `keys` (defined in `defs`).
 fn ratio_table(
     out: &mut String,
     records: &[Record],
-    targets: &[String],
-    base: &str,
+    pairs: &[(&str, &str)],
     keys: &[&str],
     defs: &[&[Metric]],
 ) {
@@ -401,7 +401,7 @@ fn ratio_table(
         out.push_str("---|");
     }
     out.push('\n');
-    for t in targets.iter().filter(|t| t.as_str() != base) {
+    for &(t, base) in pairs {
         let _ = write!(out, "| **{t} ÷ {base}** |");
         for m in &metrics {
             let ours = summary_of(records, t, m.key);
@@ -415,6 +415,29 @@ fn ratio_table(
         }
         out.push('\n');
     }
+}
+
+/// The pairs (target, `base`) for every target but `base`.
+fn against<'a>(targets: &'a [String], base: &'a str) -> Vec<(&'a str, &'a str)> {
+    targets
+        .iter()
+        .filter(|t| t.as_str() != base)
+        .map(|t| (t.as_str(), base))
+        .collect()
+}
+
+/// A target that is another build of a base target's program (`forward-pgo`: `forward`
+/// built with PGO). The report says how it was built and compares it with its base.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// The variant's target name (`forward-pgo`).
+    pub target: String,
+    /// The target it is a build variant of (`forward`).
+    pub base: String,
+    /// One sentence under the medians table: what the row is.
+    pub summary: String,
+    /// How it was built, for the settings list (build steps, training load, tools).
+    pub how: String,
 }
 
 /// What the report says about the run besides the numbers.
@@ -439,6 +462,9 @@ pub struct RunInfo {
     /// How the cache targets were set up (where nginx's cache lives, on what file
     /// system), shown in the "Cache hits" section.
     pub cache_setup: Vec<String>,
+    /// Build variants among the targets (`forward-pgo`): a settings line each, a note
+    /// under the medians table, and a ratio table against their base.
+    pub variants: Vec<Variant>,
 }
 
 /// The Markdown report: header, medians table, ratio table, run conditions of
@@ -460,6 +486,9 @@ pub fn markdown(
     );
     let _ = writeln!(o, "```text\n{}\n```\n", info.command);
     let _ = writeln!(o, "- settings: {}", info.settings);
+    for v in &info.variants {
+        let _ = writeln!(o, "- settings of {}: {}", v.target, v.how);
+    }
     for l in &info.layout {
         let _ = writeln!(o, "- layout: {l}");
     }
@@ -488,6 +517,17 @@ pub fn markdown(
          summed over the proxy's processes.\n"
     );
     table(&mut o, records, targets, METRICS);
+    let shown: Vec<&Variant> = info
+        .variants
+        .iter()
+        .filter(|v| targets.contains(&v.target))
+        .collect();
+    if !shown.is_empty() {
+        o.push('\n');
+        for v in &shown {
+            let _ = writeln!(o, "- **{}**: {}", v.target, v.summary);
+        }
+    }
     if targets.iter().any(|t| t == "nginx") {
         let _ = writeln!(
             o,
@@ -497,8 +537,27 @@ pub fn markdown(
         ratio_table(
             &mut o,
             records,
-            targets,
-            "nginx",
+            &against(targets, "nginx"),
+            RATIO_METRICS,
+            &[METRICS, CPU_SPLIT],
+        );
+    }
+    let pairs: Vec<(&str, &str)> = shown
+        .iter()
+        .filter(|v| targets.contains(&v.base))
+        .map(|v| (v.target.as_str(), v.base.as_str()))
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Build variants against their base (median ÷ median)\n\nThe same \
+             source built another way (see the settings above), measured in the same \
+             rounds. ↑: higher is better; ↓: lower is better.\n"
+        );
+        ratio_table(
+            &mut o,
+            records,
+            &pairs,
             RATIO_METRICS,
             &[METRICS, CPU_SPLIT],
         );
@@ -573,8 +632,7 @@ fn cache_section(
         ratio_table(
             o,
             records,
-            targets,
-            "nginx-cache",
+            &against(targets, "nginx-cache"),
             CACHE_RATIO_METRICS,
             &[CACHE_METRICS, CACHE_CPU_SPLIT],
         );
@@ -648,6 +706,59 @@ mod tests {
         assert!(md.contains("| **forward** | 52 (50–55) |"), "{md}");
         assert!(md.contains("| **forward ÷ nginx** | 0.50× |"), "{md}");
         assert!(!md.contains("Cache hits"), "{md}");
+        assert!(!md.contains("Build variants"), "{md}");
+    }
+
+    #[test]
+    fn variants() {
+        let mk = |round, target: &str, rps| {
+            let mut r = Record {
+                round,
+                target: target.into(),
+                ..Record::default()
+            };
+            r.set("rps_1k", rps);
+            r
+        };
+        let recs = vec![
+            mk(1, "forward", 50.0),
+            mk(1, "forward-pgo", 55.0),
+            mk(1, "nginx", 100.0),
+        ];
+        let info = RunInfo {
+            settings: "1 round(s)".into(),
+            variants: vec![Variant {
+                target: "forward-pgo".into(),
+                base: "forward".into(),
+                summary: "`forward` built with PGO".into(),
+                how: "trained with wrk".into(),
+            }],
+            ..RunInfo::default()
+        };
+        let names: Vec<String> = ["forward", "forward-pgo", "nginx"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let md = markdown(&info, &recs, &names, &[]);
+        assert!(
+            md.contains("- settings: 1 round(s)\n- settings of forward-pgo: trained with wrk\n"),
+            "{md}"
+        );
+        assert!(md.contains("| **forward-pgo** | 55 |"), "{md}");
+        assert!(
+            md.contains("\n- **forward-pgo**: `forward` built with PGO\n"),
+            "{md}"
+        );
+        assert!(md.contains("| **forward-pgo ÷ nginx** | 0.55× |"), "{md}");
+        let variants = &md[md.find("## Build variants").expect("a variants section")..];
+        assert!(
+            variants.contains("| **forward-pgo ÷ forward** | 1.10× |"),
+            "{md}"
+        );
+        // Without the base among the targets: no comparison, the settings line stays.
+        let md = markdown(&info, &recs, &names[1..], &[]);
+        assert!(!md.contains("## Build variants"), "{md}");
+        assert!(md.contains("- settings of forward-pgo:"), "{md}");
     }
 
     #[test]

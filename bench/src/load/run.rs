@@ -2,7 +2,8 @@
 //! target): warm-up, (a) 1 KiB h1, (f) origin connections, (c) 100 KiB h1, (d) h2c,
 //! peak RSS, (e) idle connections; for the cache targets (`forward-cache`,
 //! `nginx-cache`): fill, hit check, warm-up, 1 KiB and 100 KiB cache hits with the
-//! origin's request count. The binary decides the order of rounds and targets.
+//! origin's request count; and the training load of the `--pgo` build
+//! ([`Bench::train_pgo`]). The binary decides the order of rounds and targets.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
@@ -50,6 +51,9 @@ pub enum Kind {
     ForwardCache,
     /// nginx with `proxy_cache`, on cache hits.
     NginxCache,
+    /// Our proxy built with profile-guided optimisation (`loadbench --pgo` or
+    /// `--forward-pgo-bin`): the same `forward`, measured like it.
+    ForwardPgo,
 }
 
 impl Kind {
@@ -62,14 +66,27 @@ impl Kind {
             "haproxy" => Kind::Haproxy,
             "forward-cache" => Kind::ForwardCache,
             "nginx-cache" => Kind::NginxCache,
+            "forward-pgo" => Kind::ForwardPgo,
             _ => return None,
         })
     }
 
-    /// Every kind, in the default round order.
-    pub const ALL: [Kind; 6] = [
+    /// The targets measured by default, in round order.
+    pub const DEFAULT: [Kind; 6] = [
         Kind::Direct,
         Kind::Forward,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::ForwardCache,
+        Kind::NginxCache,
+    ];
+
+    /// Every kind: [`Kind::DEFAULT`] and `forward-pgo`, which only `--pgo` (or
+    /// `--forward-pgo-bin`) adds.
+    pub const ALL: [Kind; 7] = [
+        Kind::Direct,
+        Kind::Forward,
+        Kind::ForwardPgo,
         Kind::Nginx,
         Kind::Haproxy,
         Kind::ForwardCache,
@@ -81,9 +98,15 @@ impl Kind {
         matches!(self, Kind::ForwardCache | Kind::NginxCache)
     }
 
-    /// Whether the target runs the `forward` binary.
+    /// Whether the target runs the `forward` binary of the default build.
     pub fn uses_forward(self) -> bool {
         matches!(self, Kind::Forward | Kind::ForwardCache)
+    }
+
+    /// Whether the target runs a `forward` binary (the default build or the PGO one):
+    /// its h2c step is skipped with "not supported" rather than a configuration note.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Kind::Forward | Kind::ForwardCache | Kind::ForwardPgo)
     }
 
     /// The target's name.
@@ -95,6 +118,7 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::ForwardCache => "forward-cache",
             Kind::NginxCache => "nginx-cache",
+            Kind::ForwardPgo => "forward-pgo",
         }
     }
 }
@@ -118,6 +142,9 @@ pub struct Ports {
     pub nginx_cache: u16,
     /// `forward --cache`.
     pub forward_cache: u16,
+    /// `forward` built with PGO (h1 and h2c on one port); also the instrumented
+    /// build's port while it is trained.
+    pub forward_pgo: u16,
 }
 
 impl Ports {
@@ -132,6 +159,7 @@ impl Ports {
             forward: base + 300,
             nginx_cache: base + 110,
             forward_cache: base + 310,
+            forward_pgo: base + 320,
         }
     }
 
@@ -141,6 +169,7 @@ impl Ports {
         match kind {
             Kind::Direct => (self.origin, Some(self.origin_h2)),
             Kind::Forward => (self.forward, Some(self.forward)),
+            Kind::ForwardPgo => (self.forward_pgo, Some(self.forward_pgo)),
             Kind::Nginx => (self.nginx, Some(self.nginx + 1)),
             Kind::Haproxy => (self.haproxy, Some(self.haproxy)),
             Kind::ForwardCache => (self.forward_cache, None),
@@ -192,6 +221,9 @@ pub struct Bench {
     pub taskset: Option<PathBuf>,
     /// The `forward` binary.
     pub forward: Option<PathBuf>,
+    /// The `forward` binary built with PGO (`forward-pgo`); with `--pgo` it is built
+    /// (after [`Bench::train_pgo`]) before the first round.
+    pub forward_pgo: Option<PathBuf>,
     /// `proxy_cache_path` of `nginx-cache` (see [`nginx_cache_dir`]); emptied before
     /// every round.
     pub nginx_cache_dir: PathBuf,
@@ -317,18 +349,17 @@ impl Bench {
         let name = format!("{}-r{round}", kind.name());
         let (mut g, logs) = match kind {
             Kind::Direct => return Ok(None),
-            Kind::Forward | Kind::ForwardCache => {
-                let bin = self
-                    .forward
-                    .as_ref()
-                    .ok_or("the forward binary is not available")?;
-                let mut cmd = self.pinned(&self.server_cpu, bin);
-                cmd.arg("--listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .arg("--upstream")
-                    .arg(format!("127.0.0.1:{}", self.ports.origin))
-                    .arg("--threads")
-                    .arg("1");
+            Kind::Forward | Kind::ForwardCache | Kind::ForwardPgo => {
+                let bin = if kind == Kind::ForwardPgo {
+                    self.forward_pgo
+                        .as_ref()
+                        .ok_or("the PGO build of forward is not available")?
+                } else {
+                    self.forward
+                        .as_ref()
+                        .ok_or("the forward binary is not available")?
+                };
+                let mut cmd = self.forward_command(bin, port);
                 if kind == Kind::ForwardCache {
                     cmd.arg("--cache").arg(FORWARD_CACHE_SIZE);
                 }
@@ -369,6 +400,84 @@ impl Bench {
         };
         wait_ready(&mut g, loopback(port), &logs)?;
         Ok(Some(g))
+    }
+
+    /// `bin --listen 127.0.0.1:PORT --upstream ORIGIN --threads 1`, pinned to the server
+    /// CPU: how every `forward` target (and the PGO training run) is started.
+    fn forward_command(&self, bin: &Path, port: u16) -> Command {
+        let mut cmd = self.pinned(&self.server_cpu, bin);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--upstream")
+            .arg(format!("127.0.0.1:{}", self.ports.origin))
+            .arg("--threads")
+            .arg("1");
+        cmd
+    }
+
+    /// The training run of `--pgo`: start the instrumented `forward` (built with
+    /// `-Cprofile-generate`) on `forward-pgo`'s port in front of the origin, pinned like
+    /// the targets, with `LLVM_PROFILE_FILE` in `profile_dir` (which should be empty);
+    /// drive it with the loads the benchmark measures, `seconds` each and pinned like
+    /// them: `wrk` on `/1k`, `wrk` on `/100k`, `h2load` (h2c) on `/1k` (skipped, with a
+    /// line saying so, without h2load or h2c); then stop it with SIGTERM so that it
+    /// writes its profile. Returns one line per load run; an error if a run failed or
+    /// no `.profraw` was written.
+    pub fn train_pgo(
+        &self,
+        bin: &Path,
+        profile_dir: &Path,
+        seconds: u64,
+    ) -> Result<Vec<String>, String> {
+        let port = self.ports.forward_pgo;
+        wait_port_free(port, Duration::from_secs(10))?;
+        let mut cmd = self.forward_command(bin, port);
+        cmd.env(
+            "LLVM_PROFILE_FILE",
+            profile_dir.join("forward-%p.profraw").as_os_str(),
+        );
+        let (mut g, log) = self.spawn_logged("forward-pgo-training", cmd)?;
+        wait_ready(&mut g, loopback(port), std::slice::from_ref(&log))?;
+        let mut done = Vec::new();
+        let conns = self.conns;
+        for path in ["/1k", "/100k"] {
+            let r = self
+                .wrk(port, path, seconds, &format!("wrk {path}"))
+                .map_err(|e| format!("PGO training, wrk {path}: {e}"))?;
+            done.push(format!(
+                "`wrk -t1 -c{conns} -d{seconds}s {path}` ({} requests)",
+                fmt_count(r.requests)
+            ));
+        }
+        let h2c = format!(
+            "`h2load -t1 -c{} -m{} -D {seconds} /1k` (h2c)",
+            self.h2_conns, self.h2_streams
+        );
+        match &self.h2load {
+            None => done.push(format!("{h2c}: skipped, h2load missing")),
+            Some(_) if !http::speaks_h2c(loopback(port), Duration::from_secs(2)) => {
+                done.push(format!("{h2c}: skipped, no h2c answer"));
+            }
+            Some(h2load) => {
+                let r = self
+                    .h2load(h2load, port, seconds)
+                    .map_err(|e| format!("PGO training, h2load: {e}"))?;
+                done.push(format!("{h2c} ({} requests)", fmt_count(r.succeeded)));
+            }
+        }
+        // The server's grace period is 30 s; the load generators have closed their
+        // connections, so it exits at once and writes the profile at exit.
+        let how = g.stop("TERM", Duration::from_secs(40));
+        let written = profraw_files(profile_dir);
+        if written.is_empty() {
+            return Err(format!(
+                "PGO training: the instrumented forward wrote no .profraw into {} ({how}; \
+                 log: {})",
+                profile_dir.display(),
+                log.display()
+            ));
+        }
+        Ok(done)
     }
 
     /// Remove `nginx-cache`'s cache directory (gone already: fine).
@@ -584,7 +693,7 @@ impl Bench {
 
         // (d) h2c, where the target answers an HTTP/2 preface.
         let h2_port = h2_port.filter(|&p| http::speaks_h2c(loopback(p), Duration::from_secs(2)));
-        if h2_port.is_none() && kind != Kind::Forward {
+        if h2_port.is_none() && !kind.is_forward() {
             rec.notes
                 .push(format!("{t} did not answer h2c (check its configuration)"));
         }
@@ -755,6 +864,24 @@ pub fn stub_delta(before: StubStatus, after: StubStatus) -> (u64, u64) {
             .saturating_sub(before.requests)
             .saturating_sub(1),
     )
+}
+
+/// The `.profraw` files in `dir`, sorted (none if `dir` is missing).
+pub fn profraw_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "profraw"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `1234567` → `1,234,567`.
+fn fmt_count(n: u64) -> String {
+    crate::load::report::fmt_num(n as f64, 0)
 }
 
 /// Where `nginx-cache` keeps its cache: on tmpfs (`/dev/shm`) when the machine has it,
@@ -953,6 +1080,9 @@ mod tests {
         }
         assert!(Kind::NginxCache.is_cache() && !Kind::Nginx.is_cache());
         assert!(Kind::ForwardCache.uses_forward() && !Kind::NginxCache.uses_forward());
+        assert!(!Kind::ForwardPgo.uses_forward() && Kind::ForwardPgo.is_forward());
+        assert!(Kind::DEFAULT.iter().all(|k| Kind::ALL.contains(k)));
+        assert!(!Kind::DEFAULT.contains(&Kind::ForwardPgo));
         let p = Ports::from_base(28000);
         let mut all: Vec<u16> = vec![p.origin, p.origin_h2, p.status];
         for k in Kind::ALL {

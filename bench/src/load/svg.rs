@@ -130,6 +130,11 @@ pub fn render(chart: &Chart) -> String {
     let group_w = plot_w / groups;
     let n_series = chart.series.len().max(1) as f64;
     let bar_w = (group_w * 0.8 / n_series).min(60.0);
+    // Smaller text when many groups make the bars narrow (seven targets with `--pgo`):
+    // 10 and 13 px up to six groups of three bars.
+    let round1 = |v: f64| (v * 10.0).round() / 10.0;
+    let value_font = round1((bar_w / 2.9).clamp(7.0, 10.0));
+    let group_font = round1((group_w / 7.5).clamp(10.0, 13.0));
     for (gi, g) in chart.groups.iter().enumerate() {
         let gx = left + group_w * gi as f64;
         let start = gx + (group_w - bar_w * n_series) / 2.0;
@@ -167,14 +172,14 @@ pub fn render(chart: &Chart) -> String {
                     let label_y = y(v.max.max(v.median)) - 4.0;
                     let _ = writeln!(
                         o,
-                        r#"<text x="{cx:.1}" y="{label_y:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                        r#"<text x="{cx:.1}" y="{label_y:.1}" font-size="{value_font}" text-anchor="middle">{}</text>"#,
                         fmt_num(v.median, chart.decimals)
                     );
                 }
                 None => {
                     let _ = writeln!(
                         o,
-                        r##"<text x="{cx:.1}" y="{:.1}" font-size="10" fill="#888" text-anchor="middle">n/a</text>"##,
+                        r##"<text x="{cx:.1}" y="{:.1}" font-size="{value_font}" fill="#888" text-anchor="middle">n/a</text>"##,
                         top + plot_h - 4.0
                     );
                 }
@@ -182,7 +187,7 @@ pub fn render(chart: &Chart) -> String {
         }
         let _ = writeln!(
             o,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" font-size="{group_font}" text-anchor="middle">{}</text>"#,
             gx + group_w / 2.0,
             top + plot_h + 20.0,
             esc(g)
@@ -242,5 +247,32 @@ mod tests {
         assert!(svg.contains("n/a"));
         assert!(svg.contains(r##"y="56" fill="#555" text-anchor="middle">second line<"##));
         assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(r#"font-size="10" text-anchor="middle">2.0<"#));
+        assert!(svg.contains(r#"font-size="13" text-anchor="middle">a<"#));
+        // Six groups of three bars: as before; seven: smaller labels.
+        let mut wide = Chart {
+            groups: (0..6).map(|i| format!("g{i}")).collect(),
+            series: vec![c.series[0].clone(); 3],
+            ..c
+        };
+        let svg = render(&wide);
+        assert!(
+            svg.contains(r#"font-size="10" text-anchor="middle">2.0<"#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"font-size="13" text-anchor="middle">g0<"#),
+            "{svg}"
+        );
+        wide.groups.push("g6".into());
+        let svg = render(&wide);
+        assert!(
+            svg.contains(r#"font-size="8.8" text-anchor="middle">2.0<"#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"font-size="12.8" text-anchor="middle">g0<"#),
+            "{svg}"
+        );
     }
 }
