@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::ResponseHeader;
 use crate::protocols::SocketAddress;
 use crate::protocols::h2::client::{H2Connection, upstream_h2_error};
-use crate::protocols::h2::server::{H2ServerSession, sanitize_for_h2};
+use crate::protocols::h2::server::{H2ServerSession, h2_header_map, sanitize_for_h2};
 use crate::protocols::timeout::lazy_timeout;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
@@ -99,7 +99,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         // at the first poll: the task itself stays small, so spawning
                         // does not copy the whole state around (nor take a large chunk
                         // from the allocator).
-                        Box::pin(proxy.process_request(session, &shutdown)).await;
+                        crate::boxed::pin_in_place(|| proxy.process_request(session, &shutdown))
+                            .await;
                     });
                 }
                 Some(Err(e)) => {
@@ -154,9 +155,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     e,
                 )
             })?;
-        let mut headers = req.fields().to_map();
+        let mut headers = h2_header_map(req.fields());
         headers.remove(header::HOST); // carried as :authority
-        sanitize_for_h2(&mut headers);
         let replay: Vec<Bytes> = session.body_read_so_far().to_vec();
         let body_done_at_start = session.is_body_done();
         let no_body = session.is_body_empty() && replay.is_empty();

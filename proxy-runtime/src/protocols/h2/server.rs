@@ -14,6 +14,7 @@ use h2::{RecvStream, SendStream};
 use http::{HeaderMap, Method, Version, header};
 
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::http::fields::Fields;
 use crate::http::{RequestHeader, ResponseHeader};
 use crate::protocols::h1::BodyFraming;
 use crate::protocols::timeout::lazy_timeout;
@@ -26,6 +27,17 @@ pub(crate) const CONNECTION_SPECIFIC: [&str; 5] = [
     "transfer-encoding",
     "upgrade",
 ];
+
+/// A head's fields as an HTTP/2 header map, without what HTTP/2 forbids. The fields
+/// know whether they hold any hop-by-hop name (all the forbidden ones are): usually
+/// not, and then nothing is looked up.
+pub(crate) fn h2_header_map(fields: &Fields) -> HeaderMap {
+    let mut map = fields.to_map();
+    if fields.hop_by_hop() != 0 {
+        sanitize_for_h2(&mut map);
+    }
+    map
+}
 
 /// Remove what HTTP/2 forbids from a header map (`TE` survives only as `trailers`).
 pub(crate) fn sanitize_for_h2(headers: &mut HeaderMap) {
@@ -268,8 +280,7 @@ impl H2ServerSession {
         end_of_stream: bool,
     ) -> Result<()> {
         let status = resp.status;
-        let mut headers = resp.fields().to_map();
-        sanitize_for_h2(&mut headers);
+        let headers = h2_header_map(resp.fields());
         let mut response = http::Response::new(());
         *response.status_mut() = status;
         *response.headers_mut() = headers;
