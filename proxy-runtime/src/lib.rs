@@ -4,7 +4,7 @@
 //! order for every request (see [`proxy_trait`]) — served by an
 //! [`HttpProxyService`](server::HttpProxyService) inside a [`Server`](server::Server).
 //! The engine speaks HTTP/1.x to clients and origins ([`protocols::h1`]), pools and
-//! reuses upstream connections ([`upstream`]), retries what can safely be retried, and
+//! reuses upstream connections ([`upstream`](mod@upstream)), retries what can safely be retried, and
 //! answers every malformed request with the right status and a log line.
 //!
 //! ```no_run

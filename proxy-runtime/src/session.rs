@@ -76,7 +76,7 @@ pub struct Session {
     body_bytes_sent: u64,
     upstream_tries: u32,
     shutdown: Option<crate::server::ShutdownWatch>,
-    /// The response cache's state for this request (see [`crate::cache`]); a
+    /// The response cache's state for this request (see [`crate::cache`](mod@crate::cache)); a
     /// `request_cache_filter` phase enables it.
     pub cache: crate::cache::HttpCache,
     /// The proxy this session runs in, for subrequests.

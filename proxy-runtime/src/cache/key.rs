@@ -2,7 +2,7 @@
 //! authority, path and query, user parts) and a 64-bit variance over the request
 //! headers a response's `Vary` names.
 //!
-//! Hashes are keyed randomly per process (SipHash through [`RandomState`]), so nobody
+//! Hashes are keyed randomly per process (SipHash through [`RandomState`](std::hash::RandomState)), so nobody
 //! can build a request whose key collides with another's offline; with 128 bits,
 //! accidental collisions do not happen in practice. Keys are therefore not stable
 //! across restarts, which an in-memory store does not need.

@@ -1,6 +1,6 @@
 //! A route's cache policy as declared with `#[cache(...)]`: the generated proxy's
 //! `request_cache_filter` calls [`apply`] for the matched route, which enables the
-//! response cache (see [`crate::cache`]) with the policy's limits, extra key parts and
+//! response cache (see [`crate::cache`](mod@crate::cache)) with the policy's limits, extra key parts and
 //! bypass conditions.
 
 use std::sync::Arc;

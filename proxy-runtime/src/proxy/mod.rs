@@ -8,7 +8,7 @@
 //! - `h2.rs` serves HTTP/2 clients and exchanges requests with HTTP/2 origins;
 //! - `custom.rs` exchanges requests over a peer's custom transport
 //!   ([`crate::protocols::custom`]);
-//! - `cache.rs` puts the response cache between the two (see [`crate::cache`]).
+//! - `cache.rs` puts the response cache between the two (see [`crate::cache`](mod@crate::cache)).
 
 mod cache;
 mod common;
