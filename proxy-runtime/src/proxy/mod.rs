@@ -121,6 +121,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 Sniffed::H1 => {}
             }
         }
+        // One wait for shutdown for the connection's whole life, shared by the waits
+        // below: it registers with the shutdown signal once, instead of registering and
+        // unregistering (a lock each) at every request.
+        let shutdown_wait = shutdown.wait();
+        let mut shutdown_wait = std::pin::pin!(shutdown_wait);
         let mut served = 0u64;
         loop {
             if io.rbuf.is_empty() {
@@ -137,7 +142,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 let readable = tokio::select! {
                     biased;
                     r = lazy_timeout(wait, io.stream.readable()) => matches!(r, Ok(Ok(()))),
-                    () = shutdown.wait() => return,
+                    () = &mut shutdown_wait => return,
                 };
                 if !readable {
                     return;
@@ -150,7 +155,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 biased;
                 outcome = reading => outcome,
                 // Idle (or still sending a head) when shutdown starts: just close.
-                () = shutdown.wait() => return,
+                () = &mut shutdown_wait => return,
             };
             let h1 = match outcome {
                 ReadOutcome::Request(h1) => h1,
