@@ -24,6 +24,9 @@ use crate::error::{Error, ErrorKind, ErrorSource, Result};
 #[derive(Default)]
 pub(crate) struct Fields {
     list: Vec<Field>,
+    /// The head the parser read the fields from: parsed names are spelled by position
+    /// in it (one shared count for the head, not one per name).
+    head: Bytes,
     /// The [`hop`] bits of the hop-by-hop names that may be present: set when such a
     /// field is added, cleared when its name is removed (a `retain` leaves them set).
     hop: u8,
@@ -31,21 +34,40 @@ pub(crate) struct Fields {
     map: OnceLock<Box<HeaderMap>>,
 }
 
-/// One field: its name, the spelling of the name when that is not the lower-case name,
-/// and its value.
+/// One field: its name, how the name is spelled on the wire, and its value.
 #[derive(Clone)]
 struct Field {
     name: HeaderName,
-    spelling: Option<Bytes>,
+    spelling: Spelling,
     value: HeaderValue,
 }
 
+/// How a field's name is spelled on the wire.
+#[derive(Clone)]
+enum Spelling {
+    /// As the lower-case name.
+    Lower,
+    /// As this text.
+    Text(Bytes),
+    /// As these bytes of [`Fields::head`] (a parsed name).
+    InHead(u32, u32),
+}
+
+impl Spelling {
+    fn from_text(text: Option<Bytes>) -> Self {
+        text.map_or(Spelling::Lower, Spelling::Text)
+    }
+}
+
 impl Field {
-    /// The name as it goes on the wire.
-    fn wire_name(&self) -> &[u8] {
+    /// The name as it goes on the wire; `head` is the fields' head.
+    fn wire_name<'a>(&'a self, head: &'a [u8]) -> &'a [u8] {
         match &self.spelling {
-            Some(s) => s,
-            None => self.name.as_str().as_bytes(),
+            Spelling::Lower => self.name.as_str().as_bytes(),
+            Spelling::Text(s) => s,
+            Spelling::InHead(start, end) => head
+                .get(*start as usize..*end as usize)
+                .unwrap_or(self.name.as_str().as_bytes()),
         }
     }
 }
@@ -171,6 +193,7 @@ impl Fields {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Fields {
             list: Vec::with_capacity(n),
+            head: Bytes::new(),
             hop: 0,
             map: OnceLock::new(),
         }
@@ -199,12 +222,13 @@ impl Fields {
             hop |= hop::bit(&name);
             list.push(Field {
                 name,
-                spelling: None,
+                spelling: Spelling::Lower,
                 value,
             });
         }
         Fields {
             list,
+            head: Bytes::new(),
             hop,
             map: OnceLock::new(),
         }
@@ -288,7 +312,7 @@ impl Fields {
         match self.list.iter().position(|f| f.name == name) {
             Some(first) => {
                 let field = &mut self.list[first];
-                field.spelling = spelling;
+                field.spelling = Spelling::from_text(spelling);
                 field.value = value;
                 let mut i = first + 1;
                 while i < self.list.len() {
@@ -301,7 +325,7 @@ impl Fields {
             }
             None => self.list.push(Field {
                 name,
-                spelling,
+                spelling: Spelling::from_text(spelling),
                 value,
             }),
         }
@@ -320,19 +344,26 @@ impl Fields {
         self.hop |= hop::bit(&name);
         self.list.push(Field {
             name,
-            spelling,
+            spelling: Spelling::from_text(spelling),
             value,
         });
         Ok(())
     }
 
-    /// Add a validated field as the parser found it: `spelling` is the name as written
-    /// (kept as is, a slice of the head), `name` its canonical form, `hop_bit` its
-    /// [`hop`] bit (the parser knows it from its name table).
+    /// The head the parser is about to read fields from (see
+    /// [`Fields::append_parsed`]).
+    pub(crate) fn set_head(&mut self, head: Bytes) {
+        self.head = head;
+    }
+
+    /// Add a validated field as the parser found it: the name is written at
+    /// `spelled_at` (start, end) in the head given to [`Fields::set_head`], `name` is
+    /// its canonical form, `hop_bit` its [`hop`] bit (the parser knows it from its
+    /// name table).
     pub(crate) fn append_parsed(
         &mut self,
         name: HeaderName,
-        spelling: Bytes,
+        spelled_at: (u32, u32),
         value: HeaderValue,
         hop_bit: u8,
     ) {
@@ -340,7 +371,7 @@ impl Fields {
         self.hop |= hop_bit;
         self.list.push(Field {
             name,
-            spelling: Some(spelling),
+            spelling: Spelling::InHead(spelled_at.0, spelled_at.1),
             value,
         });
     }
@@ -352,7 +383,7 @@ impl Fields {
         self.hop |= hop::bit(&name);
         self.list.push(Field {
             name,
-            spelling: None,
+            spelling: Spelling::Lower,
             value,
         });
     }
@@ -384,8 +415,9 @@ impl Fields {
 
     /// Write `Name: value\r\n` for every field, in order, with its spelling.
     pub(crate) fn write_h1(&self, out: &mut BytesMut) {
+        let head = &self.head[..];
         for f in &self.list {
-            out.put_slice(f.wire_name());
+            out.put_slice(f.wire_name(head));
             out.put_slice(b": ");
             out.put_slice(f.value.as_bytes());
             out.put_slice(b"\r\n");
@@ -397,6 +429,7 @@ impl Clone for Fields {
     fn clone(&self) -> Self {
         Fields {
             list: self.list.clone(),
+            head: self.head.clone(),
             hop: self.hop,
             map: OnceLock::new(),
         }
@@ -406,11 +439,10 @@ impl Clone for Fields {
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.list
-                    .iter()
-                    .map(|field| (String::from_utf8_lossy(field.wire_name()), &field.value)),
-            )
+            .entries(self.list.iter().map(|field| {
+                let name = field.wire_name(&self.head);
+                (String::from_utf8_lossy(name), &field.value)
+            }))
             .finish()
     }
 }
@@ -422,9 +454,10 @@ mod tests {
     #[test]
     fn fields_keep_arrival_order_and_spelling() {
         let mut fields = Fields::with_capacity(3);
+        fields.set_head(Bytes::from_static(b"GET / HTTP/1.1\r\nX-Request-ID: 1\r\n"));
         fields.append_parsed(
             HeaderName::from_static("x-request-id"),
-            Bytes::from_static(b"X-Request-ID"),
+            (16, 28),
             HeaderValue::from_static("1"),
             0,
         );

@@ -219,6 +219,8 @@ fn fill_headers(
     map: &mut Fields,
     status: u16,
 ) -> Result<(), HeadError> {
+    // Names are spelled by position in the head: one shared count for all of them.
+    map.set_head(head.clone());
     for h in raw.iter() {
         let (n0, n1) = (h.name_at.0 as usize, h.name_at.1 as usize);
         let (v0, v1) = (h.value_at.0 as usize, h.value_at.1 as usize);
@@ -237,7 +239,7 @@ fn fill_headers(
         };
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
             .map_err(|_| bad(status, "invalid header value"))?;
-        map.append_parsed(name, head.slice(n0..n1), value, hop_bit);
+        map.append_parsed(name, h.name_at, value, hop_bit);
     }
     Ok(())
 }
