@@ -680,22 +680,24 @@ mod tests {
         );
     }
 
+    /// A record of one round of `target` with only its 1 KiB req/s.
+    fn rps_record(round: u32, target: &str, rps: f64) -> Record {
+        let mut r = Record {
+            round,
+            target: target.into(),
+            ..Record::default()
+        };
+        r.set("rps_1k", rps);
+        r
+    }
+
     #[test]
     fn tables() {
-        let mk = |round, target: &str, rps| {
-            let mut r = Record {
-                round,
-                target: target.into(),
-                ..Record::default()
-            };
-            r.set("rps_1k", rps);
-            r
-        };
         let recs = vec![
-            mk(1, "nginx", 100.0),
-            mk(1, "forward", 50.0),
-            mk(2, "nginx", 110.0),
-            mk(2, "forward", 55.0),
+            rps_record(1, "nginx", 100.0),
+            rps_record(1, "forward", 50.0),
+            rps_record(2, "nginx", 110.0),
+            rps_record(2, "forward", 55.0),
         ];
         let md = markdown(
             &RunInfo::default(),
@@ -711,19 +713,10 @@ mod tests {
 
     #[test]
     fn variants() {
-        let mk = |round, target: &str, rps| {
-            let mut r = Record {
-                round,
-                target: target.into(),
-                ..Record::default()
-            };
-            r.set("rps_1k", rps);
-            r
-        };
         let recs = vec![
-            mk(1, "forward", 50.0),
-            mk(1, "forward-pgo", 55.0),
-            mk(1, "nginx", 100.0),
+            rps_record(1, "forward", 50.0),
+            rps_record(1, "forward-pgo", 55.0),
+            rps_record(1, "nginx", 100.0),
         ];
         let info = RunInfo {
             settings: "1 round(s)".into(),

@@ -152,31 +152,19 @@ impl KeyRef<'_> {
     }
 }
 
-impl HeaderKey for &str {
-    fn key(&self) -> KeyRef<'_> {
-        KeyRef::Str(self)
-    }
+/// `HeaderKey` for the text types (matched case-insensitively) and the name types.
+macro_rules! header_key {
+    ($variant:ident: $($t:ty),+) => {
+        $(impl HeaderKey for $t {
+            fn key(&self) -> KeyRef<'_> {
+                KeyRef::$variant(self)
+            }
+        })+
+    };
 }
-impl HeaderKey for String {
-    fn key(&self) -> KeyRef<'_> {
-        KeyRef::Str(self)
-    }
-}
-impl HeaderKey for &String {
-    fn key(&self) -> KeyRef<'_> {
-        KeyRef::Str(self)
-    }
-}
-impl HeaderKey for HeaderName {
-    fn key(&self) -> KeyRef<'_> {
-        KeyRef::Name(self)
-    }
-}
-impl HeaderKey for &HeaderName {
-    fn key(&self) -> KeyRef<'_> {
-        KeyRef::Name(self)
-    }
-}
+
+header_key!(Str: &str, String, &String);
+header_key!(Name: HeaderName, &HeaderName);
 
 fn value_of(value: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
     value.try_into().map_err(|_| {
@@ -487,6 +475,29 @@ mod tests {
         assert_eq!(fields.remove(KeyRef::Str("b")).unwrap(), "2");
         assert!(fields.remove(KeyRef::Str("b")).is_none());
         assert_eq!(fields.len(), 2);
+    }
+
+    #[test]
+    fn the_hop_by_hop_mask_is_set_by_every_addition_and_cleared_by_removal() {
+        let mut fields = Fields::with_capacity(4);
+        fields.append("Host", "a").unwrap();
+        assert_eq!(fields.hop_by_hop(), 0);
+        fields.append("Connection", "close").unwrap();
+        fields.insert(http::header::UPGRADE, "websocket").unwrap();
+        fields.append_lower(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(
+            fields.hop_by_hop(),
+            hop::CONNECTION | hop::UPGRADE | hop::TRANSFER_ENCODING
+        );
+        fields.remove(KeyRef::Str("CONNECTION"));
+        fields.remove(KeyRef::Name(&http::header::UPGRADE));
+        assert_eq!(fields.hop_by_hop(), hop::TRANSFER_ENCODING);
+        let mut map = HeaderMap::new();
+        map.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        assert_eq!(Fields::from_lower(map).hop_by_hop(), 1 << 1);
     }
 
     #[test]
