@@ -84,6 +84,11 @@ impl fmt::Debug for ModuleCtx {
 }
 
 impl ModuleCtx {
+    /// Whether no module runs on this request.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
     pub(crate) fn request_header_filter(&mut self, req: &mut RequestHeader) -> Result<()> {
         self.modules
             .iter_mut()

@@ -321,6 +321,23 @@ pub trait ProxyHttp: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether this response's body may go from the origin's socket to the client's
+    /// inside the kernel (`splice(2)`), without passing through
+    /// [`ProxyHttp::upstream_response_body_filter`] and [`ProxyHttp::response_body_filter`].
+    ///
+    /// Asked once per response, after [`ProxyHttp::response_filter`]. The engine splices
+    /// only where nothing else needs the bytes either: Linux, HTTP/1.x over plain TCP on
+    /// both sides, a `Content-Length` body the client is told unchanged, no cache on the
+    /// request, no [`HttpModules`] and [`ProxyOptions::splice`](crate::proxy::ProxyOptions::splice)
+    /// on. It pays on large bodies: they are never copied into user space and back.
+    ///
+    /// The default is `false`, the safe answer for a proxy whose body filters do
+    /// something. A proxy declared with the DSL answers `true` when it declares no body
+    /// filter phase.
+    fn response_body_passthrough(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        false
+    }
+
     /// Response trailers on their way to the client.
     fn response_trailer_filter(
         &self,

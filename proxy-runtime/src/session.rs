@@ -389,6 +389,25 @@ impl Session {
         self.body_bytes_sent
     }
 
+    /// Of [`Session::body_bytes_sent`], the bytes relayed from the origin's socket to
+    /// the client's inside the kernel (`splice(2)`; see
+    /// [`ProxyHttp::response_body_passthrough`](crate::ProxyHttp::response_body_passthrough)),
+    /// without passing through user space.
+    pub fn body_bytes_spliced(&self) -> u64 {
+        match &self.downstream {
+            Downstream::H1(s) => s.body_bytes_spliced(),
+            Downstream::H2(_) | Downstream::Sub(_) => 0,
+        }
+    }
+
+    /// Count `n` response body bytes as sent by `splice(2)`.
+    pub(crate) fn count_spliced(&mut self, n: u64) {
+        self.body_bytes_sent += n;
+        if let Downstream::H1(s) = &mut self.downstream {
+            s.spliced(n);
+        }
+    }
+
     /// The final response head sent (or queued) to the client, if any.
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         match &self.downstream {

@@ -163,7 +163,7 @@ async fn reset_in_the_middle_of_a_chunked_body_never_sends_the_last_chunk() {
 
 #[tokio::test]
 async fn origin_closing_in_the_middle_of_the_body_truncates_and_closes() {
-    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    let (origin, addr, proxy) = origin_and_proxy().await;
     let mut c = Client::connect(addr).await;
     c.send("GET /truncate HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let r = c.read_response_opts(false, false).await;
@@ -175,6 +175,18 @@ async fn origin_closing_in_the_middle_of_the_body_truncates_and_closes() {
         "everything the origin sent is relayed"
     );
     assert!(r.digest.pattern_ok);
+    assert!(c.is_closed().await, "the client connection cannot go on");
+    // The rest of the body was awaited by the kernel relay (`splice`) where available.
+    wait_until("logging", || proxy.app().log_calls() == 1).await;
+    let error = proxy.app().log()[0]
+        .error
+        .clone()
+        .expect("the exchange failed");
+    assert!(
+        error.contains("before the response body was complete"),
+        "{error}"
+    );
+    origin.wait_all_closed().await;
     assert_still_serving(addr).await;
 }
 

@@ -89,6 +89,10 @@ struct Args {
     /// cache rules. Without it, nothing is cached.
     #[arg(long, value_parser = parse_size)]
     cache: Option<u64>,
+    /// Copy every response body through user space, never relaying it socket to socket
+    /// in the kernel (`splice(2)`, on by default for large bodies).
+    #[arg(long)]
+    no_splice: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -119,6 +123,9 @@ fn main() {
         );
     conf.listen = args.listen;
     conf.cache_size = Some(args.cache.unwrap_or(0));
+    if args.no_splice {
+        conf.splice = Some(false);
+    }
     let fail = |e: &dyn std::fmt::Display| -> ! {
         eprintln!("error: {e}");
         std::process::exit(2)

@@ -833,7 +833,21 @@ fn phase_methods(decl: &ProxyDecl) -> (Vec<TokenStream>, Vec<TokenStream>) {
         });
     }
     methods.push(upstream_peer(decl));
-    let _ = krate;
+    // No body filter phase: nothing of the proxy's own needs the response body bytes,
+    // so the engine may relay them in the kernel (it still checks cache and modules).
+    let filters_bodies = decl.phases.iter().any(|p| {
+        matches!(
+            p.phase,
+            Phase::UpstreamResponseBodyFilter | Phase::ResponseBodyFilter
+        )
+    });
+    if !filters_bodies {
+        methods.push(quote! {
+            fn response_body_passthrough(&self, _session: &#krate::Session, _ctx: &RequestCtx) -> bool {
+                true
+            }
+        });
+    }
     (methods, asserts)
 }
 

@@ -143,6 +143,9 @@ impl AppSpec {
         if let Some(d) = conf.header_read_timeout {
             builder = builder.header_read_timeout(d);
         }
+        if let Some(on) = conf.splice {
+            builder = builder.splice(on);
+        }
         for l in &conf.listen {
             builder = builder.listen_tcp(l);
         }

@@ -11,6 +11,7 @@
 //! log = "info"
 //! keepalive_timeout = "75s"
 //! cache_size = "256MiB"
+//! splice = true
 //!
 //! [upstreams.Api]
 //! addrs = ["10.0.0.3:80", "10.0.0.4:80"]
@@ -68,6 +69,8 @@ pub struct ConfigFile {
     pub header_read_timeout: Option<Spanned<String>>,
     /// Size of the response cache (`"256MiB"`; `"0"` turns it off).
     pub cache_size: Option<Spanned<String>>,
+    /// Relay large response bodies socket to socket in the kernel (`splice(2)`).
+    pub splice: Option<bool>,
     /// Address overrides per upstream group.
     #[serde(default)]
     pub upstreams: BTreeMap<Spanned<String>, UpstreamOverride>,
@@ -164,6 +167,9 @@ pub struct ProxyConfig {
     /// Response cache size in bytes (`None`: the default when routes are cached; 0:
     /// no cache).
     pub cache_size: Option<u64>,
+    /// Kernel relay of response bodies (`None`: the engine's default, on; see
+    /// [`crate::proxy::ProxyOptions::splice`]).
+    pub splice: Option<bool>,
     /// Address overrides by upstream name.
     pub upstream_addrs: HashMap<String, Vec<String>>,
     /// Option overrides by upstream name.
@@ -266,6 +272,9 @@ impl ProxyConfig {
                 ))
             })?;
             self.cache_size = Some(size);
+        }
+        if file.splice.is_some() {
+            self.splice = file.splice;
         }
         for (name, o) in file.upstreams {
             if !upstreams.iter().any(|u| u.name == name.get_ref()) {

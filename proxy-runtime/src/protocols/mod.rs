@@ -9,6 +9,7 @@
 pub mod custom;
 pub mod h1;
 pub mod h2;
+pub mod splice;
 pub mod subrequest;
 pub mod timeout;
 pub mod tls;
@@ -102,6 +103,14 @@ impl Stream {
         match self {
             Stream::TlsServer(s) => s.get_ref().1.alpn_protocol(),
             Stream::TlsClient(s) => s.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// The TCP socket, when the stream is plain TCP (no TLS).
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use tokio::time::timeout;
 
 use super::HttpProxy;
 use super::common::{refine_retry, strip_hop_by_hop};
+use super::splice::splice_rest;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::Stream;
 use crate::protocols::h1::BodyFraming;
@@ -78,10 +79,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let read_timeout = peer.options.read_timeout;
         let write_timeout = peer.options.write_timeout;
         let mut trailers: Option<HeaderMap> = None;
+        // The body may go socket to socket in the kernel (decided at the final head).
+        let mut splice_body = false;
         loop {
             let event = match client.try_event() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => {
+                    if splice_body && req_done {
+                        if splice_rest(session, &mut client, read_timeout).await? {
+                            continue; // the body is complete: `End` comes next
+                        }
+                        // Not possible for this response: the ordinary path goes on.
+                        splice_body = false;
+                    }
                     // More of the response may already be waiting in the socket: take it
                     // now, so the client gets fewer, larger writes (up to a bound).
                     if session.pending_write() < READ_AHEAD_LIMIT
@@ -162,6 +172,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         session.set_keepalive_off();
                     }
                     self.relay_response_head(session, resp, ctx).await?;
+                    splice_body = status >= 200 && self.may_splice_body(session, ctx);
                 }
                 UpstreamEvent::Body(data) => self.relay_response_body(session, data, ctx).await?,
                 UpstreamEvent::Trailers(t) => {

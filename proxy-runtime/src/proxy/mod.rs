@@ -16,6 +16,7 @@ mod custom;
 mod h1;
 mod h2;
 pub mod mirror;
+mod splice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,10 @@ pub struct ProxyOptions {
     pub pool: PoolOptions,
     /// HTTP/2 settings and protections towards clients.
     pub h2: H2Options,
+    /// Relay large response bodies from the origin's socket to the client's inside the
+    /// kernel (`splice(2)`) when the proxy allows it (default `true`; see
+    /// [`ProxyHttp::response_body_passthrough`]).
+    pub splice: bool,
 }
 
 impl Default for ProxyOptions {
@@ -60,6 +65,7 @@ impl Default for ProxyOptions {
             tunnel_idle_timeout: Duration::from_secs(300),
             h2: H2Options::default(),
             pool: PoolOptions::default(),
+            splice: true,
         }
     }
 }

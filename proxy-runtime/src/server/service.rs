@@ -386,6 +386,13 @@ impl<P: ProxyHttp> HttpProxyServiceBuilder<P> {
         Ok(self)
     }
 
+    /// Relay large response bodies socket to socket in the kernel (see
+    /// [`ProxyOptions::splice`]).
+    pub fn splice(mut self, on: bool) -> Self {
+        self.opts.splice = on;
+        self
+    }
+
     /// Retries after the first attempt.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.opts.max_retries = n;

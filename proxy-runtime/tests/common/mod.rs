@@ -766,6 +766,10 @@ pub struct LogEntry {
     pub status: Option<u16>,
     /// The error the request failed with, if any.
     pub error: Option<String>,
+    /// Response body bytes sent to the client.
+    pub sent: u64,
+    /// Of those, the bytes relayed socket to socket in the kernel.
+    pub spliced: u64,
 }
 
 /// A [`ProxyHttp`] that sends everything to one origin (after an optional list of
@@ -778,6 +782,9 @@ pub struct TestProxy {
     pub first_peers: Mutex<VecDeque<SocketAddr>>,
     /// The peer read timeout to configure (`None`: the default).
     pub read_timeout: Option<Duration>,
+    /// What `response_body_passthrough` answers (default `true`, as a proxy declared
+    /// with the DSL and no body filter: the engine splices large bodies).
+    pub passthrough: bool,
     /// `upstream_peer` calls.
     pub upstream_peer_calls: AtomicUsize,
     /// `fail_to_connect` calls.
@@ -797,6 +804,7 @@ impl TestProxy {
             default_peer: Mutex::new(origin),
             first_peers: Mutex::new(VecDeque::new()),
             read_timeout: None,
+            passthrough: true,
             upstream_peer_calls: AtomicUsize::new(0),
             fail_to_connect_calls: AtomicUsize::new(0),
             connected: Mutex::new(Vec::new()),
@@ -808,6 +816,12 @@ impl TestProxy {
     /// With this peer read timeout.
     pub fn with_read_timeout(mut self, d: Duration) -> Self {
         self.read_timeout = Some(d);
+        self
+    }
+
+    /// Answering `false` to `response_body_passthrough`: every body through user space.
+    pub fn without_body_passthrough(mut self) -> Self {
+        self.passthrough = false;
         self
     }
 
@@ -869,6 +883,10 @@ impl ProxyHttp for TestProxy {
         Ok(false)
     }
 
+    fn response_body_passthrough(&self, _session: &Session, _ctx: &()) -> bool {
+        self.passthrough
+    }
+
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
@@ -896,6 +914,8 @@ impl ProxyHttp for TestProxy {
             path: session.req_header().path().to_string(),
             status: session.response_written().map(|r| r.status.as_u16()),
             error: e.map(ToString::to_string),
+            sent: session.body_bytes_sent(),
+            spliced: session.body_bytes_spliced(),
         };
         lock(&self.logged).push(entry);
         self.logging_calls.fetch_add(1, Ordering::SeqCst);

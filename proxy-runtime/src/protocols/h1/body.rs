@@ -86,6 +86,32 @@ impl BodyDecoder {
         self.received
     }
 
+    /// Payload bytes still expected of a `Content-Length` body (`None` for other
+    /// framings and once done).
+    pub fn remaining_length(&self) -> Option<u64> {
+        match self.state {
+            DecodeState::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Count `n` bytes of a `Content-Length` body as received without passing through
+    /// the decoder (they went socket to socket in the kernel). Other framings, and more
+    /// bytes than remain, are ignored: callers splice only what
+    /// [`BodyDecoder::remaining_length`] allows.
+    pub fn spliced(&mut self, n: u64) {
+        if let DecodeState::Length(left) = self.state
+            && n <= left
+        {
+            self.received += n;
+            self.state = if n == left {
+                DecodeState::Done
+            } else {
+                DecodeState::Length(left - n)
+            };
+        }
+    }
+
     /// How many payload bytes are still expected, when that is known (Content-Length) —
     /// used to size reads.
     pub fn remaining_hint(&self) -> Option<u64> {
@@ -384,6 +410,22 @@ impl BodyEncoder {
             }
             BodyEncoder::Length(left) if *left > 0 => Err("body shorter than Content-Length"),
             _ => Ok(()),
+        }
+    }
+
+    /// Bytes still owed of a `Content-Length` body (`None` for other framings).
+    pub fn remaining_length(&self) -> Option<u64> {
+        match self {
+            BodyEncoder::Length(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Count `n` bytes of a `Content-Length` body as sent by other means (socket to
+    /// socket in the kernel); at most what remains.
+    pub fn spliced(&mut self, n: u64) {
+        if let BodyEncoder::Length(left) = self {
+            *left -= n.min(*left);
         }
     }
 

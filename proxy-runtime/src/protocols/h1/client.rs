@@ -251,6 +251,29 @@ impl ClientSession {
         }
     }
 
+    /// The origin's socket and the body bytes still to come, when the rest of the
+    /// response body can be taken straight off the socket: a `Content-Length` body over
+    /// plain TCP, nothing of it buffered, and the whole request written.
+    pub fn splice_source(&self) -> Option<(&tokio::net::TcpStream, u64)> {
+        if self.read != ReadState::Body
+            || !self.io.rbuf.is_empty()
+            || self.io.eof
+            || !self.request_finished
+            || self.io.pending_write() > 0
+        {
+            return None;
+        }
+        let left = self.decoder.remaining_length()?;
+        Some((self.io.stream.as_tcp()?, left))
+    }
+
+    /// Count `n` body bytes as read: they were taken off the socket by
+    /// [`crate::protocols::splice::relay`].
+    pub fn spliced(&mut self, n: u64) {
+        self.response_started = true;
+        self.decoder.spliced(n);
+    }
+
     /// Make progress until there is an event: writes queued request bytes and reads the
     /// response concurrently. Cancel-safe.
     pub async fn next_event(&mut self) -> Result<UpstreamEvent> {

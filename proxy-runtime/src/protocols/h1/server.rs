@@ -57,6 +57,8 @@ pub struct ServerSession {
     must_close: bool,
     /// Requests served on this connection before this one.
     served: u64,
+    /// Response body bytes that went to the socket by `splice(2)`.
+    spliced: u64,
 }
 
 /// Wait for and read the next request head on `io`.
@@ -205,6 +207,7 @@ impl ServerSession {
             resp_finished: false,
             must_close: max_reached,
             served,
+            spliced: 0,
         }
     }
 
@@ -261,6 +264,32 @@ impl ServerSession {
     /// Requests served on this connection before this one.
     pub fn served_before(&self) -> u64 {
         self.served
+    }
+
+    /// The client's socket and the write timeout, when the next `len` response body
+    /// bytes may be written to the socket directly: a response of `Content-Length`
+    /// framing owing exactly `len` more bytes, over plain TCP, with nothing queued.
+    pub fn splice_sink(&self, len: u64) -> Option<(&tokio::net::TcpStream, Duration)> {
+        if self.resp.is_none()
+            || self.resp_finished
+            || self.io.pending_write() > 0
+            || self.encoder.remaining_length() != Some(len)
+        {
+            return None;
+        }
+        Some((self.io.stream.as_tcp()?, self.opts.write_timeout))
+    }
+
+    /// Count `n` body bytes as written: they went to the socket by
+    /// [`crate::protocols::splice::relay`].
+    pub fn spliced(&mut self, n: u64) {
+        self.encoder.spliced(n);
+        self.spliced += n;
+    }
+
+    /// Response body bytes written by [`ServerSession::spliced`] accounting.
+    pub fn body_bytes_spliced(&self) -> u64 {
+        self.spliced
     }
 
     /// Make sure the connection is closed after this exchange.
