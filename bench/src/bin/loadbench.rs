@@ -720,6 +720,12 @@ fn run(opts: &Opts, args: &[String]) -> Result<bool, String> {
     let mut machine = vec![
         format!("{cores} CPUs, {cpu_model}"),
         format!("Linux {}", read_trim("/proc/sys/kernel/osrelease")),
+        // Loopback senders pace themselves under BBR, which moves every proxy's numbers
+        // (docs/src/performance.md): say which congestion control the run had.
+        format!(
+            "TCP congestion control: {}",
+            read_trim("/proc/sys/net/ipv4/tcp_congestion_control")
+        ),
         format!("load average at start: {}", read_trim("/proc/loadavg")),
     ];
     let settings = format!(
