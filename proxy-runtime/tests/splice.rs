@@ -239,3 +239,45 @@ async fn a_dsl_proxy_splices_unless_it_declares_a_body_filter() {
     wait_until("logging", || FILTERED_SPLICED.load(SeqCst) != u64::MAX).await;
     assert_eq!(FILTERED_SPLICED.load(SeqCst), 0);
 }
+
+#[tokio::test]
+async fn an_origin_stalling_mid_body_hits_the_read_timeout() {
+    let origin = Origin::start().await;
+    let app = TestProxy::new(origin.addr).with_read_timeout(std::time::Duration::from_millis(300));
+    let (addr, proxy) = start_proxy(app, |b| b).await;
+    let mut c = Client::connect(addr).await;
+    // 10,000 bytes, then nothing (the origin waits for a gate nobody opens).
+    c.send("GET /reset-mid-body HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let r = c.read_response_opts(false, false).await;
+    assert!(!r.complete);
+    assert_eq!(r.digest.len, 10_000);
+    assert!(c.is_closed().await);
+    let error = logged(&proxy, 0).await.error.expect("timed out");
+    assert!(error.contains("no progress from upstream"), "{error}");
+    origin.open_gate();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_hits_the_write_timeout() {
+    let origin = Origin::start().await;
+    let (addr, proxy) = start_proxy(TestProxy::new(origin.addr), |b| {
+        b.write_timeout(std::time::Duration::from_millis(300))
+    })
+    .await;
+    let mut c = Client::connect(addr).await;
+    // Far more than the socket buffers on the way hold; the client never reads.
+    c.send(format!(
+        "GET /big?n={} HTTP/1.1\r\nHost: test\r\n\r\n",
+        64 * BIG
+    ))
+    .await;
+    let entry = logged(&proxy, 0).await;
+    let error = entry.error.expect("timed out");
+    assert!(error.contains("write timed out"), "{error}");
+    if cfg!(target_os = "linux") {
+        assert!(entry.spliced > 0, "the relay was writing when it timed out");
+    }
+    // The origin connection was mid-body: it is closed, not pooled.
+    origin.wait_all_closed().await;
+}
