@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::ResponseHeader;
 use crate::protocols::SocketAddress;
 use crate::protocols::h2::client::{H2Connection, upstream_h2_error};
+use crate::protocols::h2::coalesce::CoalescingIo;
 use crate::protocols::h2::server::{H2ServerSession, h2_header_map, sanitize_for_h2};
 use crate::protocols::timeout::lazy_timeout;
 use crate::proxy_trait::ProxyHttp;
@@ -47,7 +48,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
             .max_pending_accept_reset_streams(o.max_pending_accept_reset_streams)
             .max_local_error_reset_streams(Some(o.max_local_error_reset_streams))
             .max_send_buffer_size(o.max_send_buffer_size);
-        let handshake = builder.handshake::<_, Bytes>(io);
+        // Responses of streams that finish together go out in one write.
+        let handshake = builder.handshake::<_, Bytes>(CoalescingIo::new(io));
         let mut conn =
             match tokio::time::timeout(self.downstream.header_read_timeout, handshake).await {
                 Ok(Ok(c)) => c,

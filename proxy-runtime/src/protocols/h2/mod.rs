@@ -2,6 +2,7 @@
 //! connections shared between requests ([`client`]).
 
 pub mod client;
+pub mod coalesce;
 pub mod server;
 
 use std::time::Duration;
