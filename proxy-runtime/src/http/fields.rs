@@ -195,7 +195,9 @@ impl Fields {
     /// The fields of a map whose names are spelled in lower case (an HTTP/2 head),
     /// moved out of it.
     pub(crate) fn from_lower(map: HeaderMap) -> Self {
-        let mut list: Vec<Field> = Vec::with_capacity(map.len());
+        // One more than the map holds: an HTTP/2 request gets `Host` added from its
+        // `:authority`, which would otherwise reallocate the list.
+        let mut list: Vec<Field> = Vec::with_capacity(map.len() + 1);
         let mut hop = 0;
         // The map yields a name with the first of its values and `None` with the
         // others, which directly follow it.
