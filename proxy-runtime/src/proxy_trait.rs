@@ -326,8 +326,8 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// [`ProxyHttp::upstream_response_body_filter`] and [`ProxyHttp::response_body_filter`].
     ///
     /// Asked once per response, after [`ProxyHttp::response_filter`]. The engine splices
-    /// only where nothing else needs the bytes either: Linux, HTTP/1.x over plain TCP on
-    /// both sides, a `Content-Length` body the client is told unchanged, no cache on the
+    /// only where nothing else needs the bytes either: Linux, HTTP/1.x over plain sockets
+    /// (TCP or Unix domain, no TLS) on both sides, a `Content-Length` body the client is told unchanged, no cache on the
     /// request, no [`HttpModules`] and [`ProxyOptions::splice`](crate::proxy::ProxyOptions::splice)
     /// on. It pays on large bodies: they are never copied into user space and back.
     ///

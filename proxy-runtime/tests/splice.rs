@@ -11,6 +11,7 @@
 mod common;
 
 use common::*;
+use proxy_runtime::prelude::*;
 
 /// A body far larger than socket and pipe buffers, so the relay loops many times.
 const BIG: u64 = 8 * 1024 * 1024;
@@ -280,4 +281,91 @@ async fn a_client_that_stops_reading_hits_the_write_timeout() {
     }
     // The origin connection was mid-body: it is closed, not pooled.
     origin.wait_all_closed().await;
+}
+
+/// A proxy to an origin on a Unix domain socket that records what it spliced.
+struct ToUnix {
+    path: std::path::PathBuf,
+    spliced: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl ProxyHttp for ToUnix {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<HttpPeer> {
+        HttpPeer::new(format!("unix:{}", self.path.display()), false, "")
+    }
+
+    fn response_body_passthrough(&self, _: &Session, _: &()) -> bool {
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _: Option<&Error>, _: &mut ()) {
+        self.spliced
+            .lock()
+            .unwrap()
+            .push((session.body_bytes_sent(), session.body_bytes_spliced()));
+    }
+}
+
+/// Serve `GET`s on a Unix socket: `Content-Length: BIG` and the test pattern, kept alive.
+async fn unix_origin(listener: tokio::net::UnixListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            loop {
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                head.clear();
+                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
+                s.write_all(resp.as_bytes()).await.unwrap();
+                let mut sent = 0u64;
+                while sent < BIG {
+                    let len = (BIG - sent).min(64 * 1024) as usize;
+                    s.write_all(pattern_at(sent, len)).await.unwrap();
+                    sent += len as u64;
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_body_from_a_unix_socket_origin_is_spliced_too() {
+    let dir = std::env::temp_dir().join(format!("proxy-splice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("origin.sock");
+    let _ = std::fs::remove_file(&path);
+    tokio::spawn(unix_origin(tokio::net::UnixListener::bind(&path).unwrap()));
+    let app = ToUnix {
+        path: path.clone(),
+        spliced: std::sync::Mutex::new(Vec::new()),
+    };
+    let (addr, proxy) = start_proxy(app, |b| b).await;
+    let mut c = Client::connect(addr).await;
+    for _ in 0..2 {
+        c.send("GET /big HTTP/1.1\r\nHost: test\r\n\r\n").await;
+        let r = c.read_response_opts(false, false).await;
+        assert!(r.complete);
+        assert_eq!(r.digest.len, BIG);
+        assert!(r.digest.pattern_ok);
+    }
+    wait_until("logging", || proxy.app().spliced.lock().unwrap().len() == 2).await;
+    for (sent, spliced) in proxy.app().spliced.lock().unwrap().iter() {
+        assert_eq!(*sent, BIG);
+        if cfg!(target_os = "linux") {
+            assert!(*spliced > BIG / 2, "spliced {spliced} of {BIG}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

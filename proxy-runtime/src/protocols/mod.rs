@@ -107,11 +107,13 @@ impl Stream {
         }
     }
 
-    /// The TCP socket, when the stream is plain TCP (no TLS).
-    pub fn as_tcp(&self) -> Option<&TcpStream> {
+    /// The socket, when the stream is a plain socket (TCP or Unix domain, no TLS) that
+    /// `splice(2)` can move bytes to or from.
+    pub fn as_splice_end(&self) -> Option<splice::SpliceEnd<'_>> {
         match self {
-            Stream::Tcp(s) => Some(s),
-            _ => None,
+            Stream::Tcp(s) => Some(splice::SpliceEnd::Tcp(s)),
+            Stream::Unix(s) => Some(splice::SpliceEnd::Unix(s)),
+            Stream::TlsServer(_) | Stream::TlsClient(_) => None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! A body relayed from one TCP socket to another inside the kernel: `splice(2)` moves
+//! A body relayed from one socket to another (TCP or Unix domain) inside the kernel: `splice(2)` moves
 //! the bytes from the source socket into a pipe and from the pipe into the sink socket.
 //! The payload is never copied into user space, nor back out of it: the kernel hands
 //! page references along (Linux only; elsewhere [`Pipe::take`] returns `None` and the
@@ -17,10 +17,48 @@
 use std::io;
 use std::time::Duration;
 
+use std::os::fd::{AsFd, BorrowedFd};
+
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::timeout::lazy_timeout;
+
+/// One end of a relay: a connected stream socket, TCP or Unix domain.
+#[derive(Debug, Clone, Copy)]
+pub enum SpliceEnd<'a> {
+    /// A TCP socket.
+    Tcp(&'a TcpStream),
+    /// A Unix domain stream socket.
+    Unix(&'a UnixStream),
+}
+
+impl SpliceEnd<'_> {
+    /// Run `op` if tokio saw the socket ready for `interest` (see `TcpStream::try_io`).
+    fn try_io<R>(&self, interest: Interest, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            SpliceEnd::Tcp(s) => s.try_io(interest, op),
+            SpliceEnd::Unix(s) => s.try_io(interest, op),
+        }
+    }
+
+    /// Wait until the socket is ready for `interest`.
+    async fn ready(&self, interest: Interest) -> io::Result<()> {
+        match self {
+            SpliceEnd::Tcp(s) => s.ready(interest).await.map(drop),
+            SpliceEnd::Unix(s) => s.ready(interest).await.map(drop),
+        }
+    }
+}
+
+impl AsFd for SpliceEnd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            SpliceEnd::Tcp(s) => s.as_fd(),
+            SpliceEnd::Unix(s) => s.as_fd(),
+        }
+    }
+}
 
 /// Why a relay stopped before moving all the bytes asked for.
 #[derive(Debug)]
@@ -44,8 +82,8 @@ pub enum RelayError {
 /// On success the pipe is empty again; on failure it may hold bytes and must be dropped.
 pub async fn relay(
     pipe: &mut Pipe,
-    from: &TcpStream,
-    to: &TcpStream,
+    from: SpliceEnd<'_>,
+    to: SpliceEnd<'_>,
     len: u64,
     (read_timeout, write_timeout): (Duration, Duration),
     moved: &mut u64,
@@ -84,7 +122,7 @@ pub async fn relay(
 /// Run `op` on `sock` once it is ready for `interest`, waiting at most `limit` at a
 /// time. `Err(None)`: the socket stayed unready for `limit`.
 async fn step(
-    sock: &TcpStream,
+    sock: SpliceEnd<'_>,
     interest: Interest,
     limit: Duration,
     mut op: impl FnMut() -> io::Result<usize>,
@@ -223,11 +261,11 @@ mod imp {
         /// Nothing to keep.
         pub fn give(self) {}
 
-        pub(super) fn fill_from(&mut self, _: &super::TcpStream, _: usize) -> io::Result<usize> {
+        pub(super) fn fill_from(&mut self, _: super::SpliceEnd<'_>, _: usize) -> io::Result<usize> {
             Err(io::ErrorKind::Unsupported.into())
         }
 
-        pub(super) fn drain_to(&mut self, _: &super::TcpStream) -> io::Result<usize> {
+        pub(super) fn drain_to(&mut self, _: super::SpliceEnd<'_>) -> io::Result<usize> {
             Err(io::ErrorKind::Unsupported.into())
         }
     }

@@ -253,8 +253,8 @@ impl ClientSession {
 
     /// The origin's socket and the body bytes still to come, when the rest of the
     /// response body can be taken straight off the socket: a `Content-Length` body over
-    /// plain TCP, nothing of it buffered, and the whole request written.
-    pub fn splice_source(&self) -> Option<(&tokio::net::TcpStream, u64)> {
+    /// a plain socket, nothing of it buffered, and the whole request written.
+    pub fn splice_source(&self) -> Option<(crate::protocols::splice::SpliceEnd<'_>, u64)> {
         if self.read != ReadState::Body
             || !self.io.rbuf.is_empty()
             || self.io.eof
@@ -264,7 +264,7 @@ impl ClientSession {
             return None;
         }
         let left = self.decoder.remaining_length()?;
-        Some((self.io.stream.as_tcp()?, left))
+        Some((self.io.stream.as_splice_end()?, left))
     }
 
     /// Count `n` body bytes as read: they were taken off the socket by

@@ -268,8 +268,11 @@ impl ServerSession {
 
     /// The client's socket and the write timeout, when the next `len` response body
     /// bytes may be written to the socket directly: a response of `Content-Length`
-    /// framing owing exactly `len` more bytes, over plain TCP, with nothing queued.
-    pub fn splice_sink(&self, len: u64) -> Option<(&tokio::net::TcpStream, Duration)> {
+    /// framing owing exactly `len` more bytes, over a plain socket, with nothing queued.
+    pub fn splice_sink(
+        &self,
+        len: u64,
+    ) -> Option<(crate::protocols::splice::SpliceEnd<'_>, Duration)> {
         if self.resp.is_none()
             || self.resp_finished
             || self.io.pending_write() > 0
@@ -277,7 +280,7 @@ impl ServerSession {
         {
             return None;
         }
-        Some((self.io.stream.as_tcp()?, self.opts.write_timeout))
+        Some((self.io.stream.as_splice_end()?, self.opts.write_timeout))
     }
 
     /// Count `n` body bytes as written: they went to the socket by
