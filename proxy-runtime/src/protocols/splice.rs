@@ -12,7 +12,18 @@
 //! block waits for the socket to become readable (or writable) within its timeout. The
 //! pipe is always emptied into the sink before the source is read again, so a source
 //! step that would block always means "the socket has nothing", never "the pipe is
-//! full", and the readiness tokio clears is the right one.
+//! full", and the readiness tokio clears is the right one. Each step also spends a
+//! unit of the task's tokio budget: a relay whose sockets never make it wait still
+//! lets the other tasks of its thread run.
+//!
+//! A `splice` into a socket whose peer has gone raises `SIGPIPE` (the kernel does not
+//! take `MSG_NOSIGNAL` on this path). Rust programs ignore `SIGPIPE` from the start;
+//! a host that embeds the runtime and restores its default action must not turn
+//! relaying on (`ProxyOptions::splice`).
+//!
+//! A kernel or sandbox that refuses `splice` on these sockets (`EINVAL`, `ENOSYS`,
+//! `EPERM`, `EOPNOTSUPP` on the very first step, before any byte moved) is reported as
+//! [`RelayError::Unsupported`], so the caller can copy instead.
 
 use std::io;
 use std::time::Duration;
@@ -63,6 +74,8 @@ impl AsFd for SpliceEnd<'_> {
 /// Why a relay stopped before moving all the bytes asked for.
 #[derive(Debug)]
 pub enum RelayError {
+    /// The system refused the very first `splice`: nothing was read or written.
+    Unsupported(io::Error),
     /// Reading the source failed.
     Read(io::Error),
     /// The source closed before all the bytes came.
@@ -90,6 +103,8 @@ pub async fn relay(
 ) -> Result<(), RelayError> {
     let mut left = len;
     while left > 0 || pipe.held > 0 {
+        // A relay that never waits on its sockets must still give its thread back.
+        tokio::task::coop::consume_budget().await;
         if pipe.held == 0 {
             let want = usize::try_from(left).unwrap_or(usize::MAX);
             let n = step(from, Interest::READABLE, read_timeout, || {
@@ -97,6 +112,7 @@ pub async fn relay(
             })
             .await
             .map_err(|e| match e {
+                Some(e) if left == len && refused(&e) => RelayError::Unsupported(e),
                 Some(e) => RelayError::Read(e),
                 None => RelayError::ReadTimeout(read_timeout),
             })?;
@@ -117,6 +133,14 @@ pub async fn relay(
         *moved += n as u64;
     }
     Ok(())
+}
+
+/// Whether `e` says `splice` cannot be used on these descriptors at all.
+fn refused(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(95) // EOPNOTSUPP, when not mapped to `Unsupported`
 }
 
 /// Run `op` on `sock` once it is ready for `interest`, waiting at most `limit` at a
@@ -267,6 +291,23 @@ mod imp {
 
         pub(super) fn drain_to(&mut self, _: super::SpliceEnd<'_>) -> io::Result<usize> {
             Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_from_failures() {
+        for errno in [22, 38, 1, 95] {
+            // EINVAL, ENOSYS, EPERM, EOPNOTSUPP: the system does not splice here.
+            assert!(refused(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [104, 32, 110, 11] {
+            // ECONNRESET, EPIPE, ETIMEDOUT, EAGAIN: the connection, not the system.
+            assert!(!refused(&io::Error::from_raw_os_error(errno)), "{errno}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! inside the kernel (see [`crate::protocols::splice`]): when the proxy and the request
 //! leave the bytes alone, they need not be copied into user space and back out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::HttpProxy;
@@ -10,6 +11,10 @@ use crate::protocols::h1::client::ClientSession;
 use crate::protocols::splice::{Pipe, RelayError, relay};
 use crate::proxy_trait::ProxyHttp;
 use crate::session::Session;
+
+/// Set once the system refused `splice` (a sandbox, an old kernel): the process copies
+/// from then on.
+static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Smallest body remainder worth a splice: below it, one read and one write of the
 /// ordinary path (coalesced with the head) cost less than the pipe's two steps.
@@ -22,6 +27,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
     /// body filters have nothing to do.
     pub(super) fn may_splice_body(&self, session: &Session, ctx: &P::CTX) -> bool {
         self.opts.splice
+            && !REFUSED.load(Ordering::Relaxed)
             && !session.cache.enabled()
             && session.modules.is_empty()
             && self.inner.response_body_passthrough(session, ctx)
@@ -41,7 +47,7 @@ pub(super) async fn splice_rest(
     let Some((_, left)) = client.splice_source() else {
         return Ok(false);
     };
-    if left < SPLICE_MIN {
+    if left < SPLICE_MIN || !session.h1_mut().is_some_and(|h1| h1.may_splice(left)) {
         return Ok(false);
     }
     // What is queued for the client (the head, the body bytes that came with it) goes
@@ -75,6 +81,13 @@ pub(super) async fn splice_rest(
             client.spliced(left);
             Ok(true)
         }
+        Err(RelayError::Unsupported(e)) => {
+            // Nothing moved: the copying path takes over, now and from now on.
+            tracing::warn!("splice(2) refused ({e}): response bodies are copied from now on");
+            REFUSED.store(true, Ordering::Relaxed);
+            pipe.give();
+            Ok(false)
+        }
         Err(e) => {
             // The client was promised more than it got: its connection cannot go on.
             if let Some(h1) = session.h1_mut() {
@@ -106,6 +119,12 @@ fn relay_error(e: RelayError) -> Box<Error> {
             format!("no progress from upstream within {d:?}"),
         ),
         RelayError::Write(e) => io_error(e, ErrorSource::Downstream, false, "writing response"),
+        RelayError::Unsupported(e) => io_error(
+            e,
+            ErrorSource::Internal,
+            false,
+            "splicing the response body",
+        ),
         RelayError::WriteTimeout(_) => Error::explain(
             ErrorKind::WriteTimedout,
             ErrorSource::Downstream,

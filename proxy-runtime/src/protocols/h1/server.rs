@@ -273,14 +273,19 @@ impl ServerSession {
         &self,
         len: u64,
     ) -> Option<(crate::protocols::splice::SpliceEnd<'_>, Duration)> {
-        if self.resp.is_none()
-            || self.resp_finished
-            || self.io.pending_write() > 0
-            || self.encoder.remaining_length() != Some(len)
-        {
+        if !self.may_splice(len) || self.io.pending_write() > 0 {
             return None;
         }
         Some((self.io.stream.as_splice_end()?, self.opts.write_timeout))
+    }
+
+    /// Whether [`ServerSession::splice_sink`] will give the socket for `len` more
+    /// body bytes once what is queued has been written.
+    pub fn may_splice(&self, len: u64) -> bool {
+        self.resp.is_some()
+            && !self.resp_finished
+            && self.encoder.remaining_length() == Some(len)
+            && self.io.stream.as_splice_end().is_some()
     }
 
     /// Count `n` body bytes as written: they went to the socket by
