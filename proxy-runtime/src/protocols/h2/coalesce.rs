@@ -12,8 +12,8 @@
 //! poll, before it reads — after every task that was ready in the same round (the
 //! other streams of the connection among them) has had its turn. Large payloads are
 //! written at once, together with what is gathered, without being copied. The buffer
-//! is bounded: past [`GATHER_LIMIT`], writes go to the socket and wait for it like
-//! any write, so `h2`'s flow control and the socket's backpressure work as before.
+//! is bounded: past 16 KiB (`GATHER_LIMIT`), writes go to the socket and wait for it
+//! like any write, so `h2`'s flow control and the socket's backpressure work as before.
 //! Shutting down writes out what is gathered first.
 //!
 //! The buffer is 16 KiB, allocated at the first write and kept for the connection's
