@@ -15,9 +15,9 @@
 //! }
 //! ```
 //!
-//! The stages, as in serde_derive: [`parse`] (syntax → model, spans kept),
-//! [`check`] (cross-item rules), [`expand`] (code). Errors are accumulated in a
-//! [`ctxt::Ctxt`] so one build reports every mistake; on error the user's items are
+//! The stages, as in serde_derive: `parse` (syntax → model, spans kept),
+//! `check` (cross-item rules), `expand` (code). Errors are accumulated in a
+//! `ctxt::Ctxt` so one build reports every mistake; on error the user's items are
 //! still emitted, so the IDE keeps working. See `docs/src/dsl.md` for the language.
 
 #![forbid(unsafe_code)]
