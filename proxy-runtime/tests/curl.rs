@@ -167,20 +167,15 @@ async fn curl_uploads_a_body_with_content_length() {
     assert_eq!(out.stdout, format!("len={n} pattern_ok=true"));
 }
 
-#[tokio::test]
-async fn curl_downloads_a_large_chunked_body() {
-    if !curl_available() {
-        return;
-    }
-    let (_origin, addr, _proxy) = origin_and_proxy().await;
-    let n = 5_000_000;
-    let file = TempFile::new("download", b"");
+/// curl downloads `path` (`n` pattern bytes) through the proxy at `addr`, intact.
+async fn curl_download(addr: SocketAddr, path: &str, n: u64) {
+    let file = TempFile::new(path.trim_start_matches('/'), b"");
     let out = curl(&[
         "-o",
         file.path(),
         "-w",
         "%{http_code} %{size_download}",
-        &url(addr, &format!("/big-chunked?n={n}")),
+        &url(addr, &format!("{path}?n={n}")),
     ])
     .await;
     assert!(out.success, "{}", out.stderr);
@@ -190,6 +185,31 @@ async fn curl_downloads_a_large_chunked_body() {
     d.update(&got);
     assert_eq!(d.len, n);
     assert!(d.pattern_ok);
+}
+
+#[tokio::test]
+async fn curl_downloads_a_large_chunked_body() {
+    if !curl_available() {
+        return;
+    }
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    curl_download(addr, "/big-chunked", 5_000_000).await;
+}
+
+#[tokio::test]
+async fn curl_downloads_a_large_content_length_body_relayed_in_the_kernel() {
+    if !curl_available() {
+        return;
+    }
+    let (_origin, addr, proxy) = origin_and_proxy().await;
+    let n = 5_000_000;
+    curl_download(addr, "/big", n).await;
+    wait_until("logging", || proxy.app().log_calls() == 1).await;
+    let entry = &proxy.app().log()[0];
+    assert_eq!(entry.sent, n);
+    if cfg!(target_os = "linux") {
+        assert!(entry.spliced > n / 2, "spliced {} of {n}", entry.spliced);
+    }
 }
 
 #[tokio::test]

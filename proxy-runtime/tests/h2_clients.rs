@@ -1,7 +1,8 @@
 //! Real HTTP/2 clients against the proxy: `curl --http2-prior-knowledge` (h2c),
-//! `curl --http2` over TLS with `--cacert`, and `nghttp` (nghttp2-client), cleartext and
-//! over TLS, to every origin side. A test whose tool is missing prints
-//! `SKIPPED: <tool> not installed` and returns (CI installs both: see `.ci/run`).
+//! `curl --http2` over TLS with `--cacert`, `nghttp` (nghttp2-client), cleartext and
+//! over TLS, to every origin side, and `h2load` with many concurrent streams per
+//! connection. A test whose tool is missing prints `SKIPPED: <tool> not installed` and
+//! returns (CI installs them all: see `.ci/run`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -369,6 +370,64 @@ async fn nghttp_cleartext_and_tls_to_every_origin() {
                     "{route} {base}: the request trailer reaches the origin"
                 );
             }
+        }
+    }
+}
+
+/// The number in parentheses before `label` on h2load's `traffic:` line
+/// (`..., 1.95MB (2048000) data`).
+fn h2load_traffic(out: &str, label: &str) -> Option<u64> {
+    let line = out.lines().find(|l| l.starts_with("traffic:"))?;
+    let before = &line[..line.find(&format!(") {label}"))?];
+    before[before.rfind('(')? + 1..].parse().ok()
+}
+
+/// Many streams at once on few connections: the responses of streams that finish
+/// together leave in shared writes (`protocols::h2::coalesce`); every one must arrive
+/// whole, over h2c and TLS, from every origin side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2load_many_concurrent_streams_to_every_origin() {
+    if !tool_available("h2load") {
+        return;
+    }
+    let w = world("h2load").await;
+    const REQUESTS: u64 = 600;
+    for (route, _, _) in ROUTES {
+        for (body, base) in [
+            (1_024u64, format!("http://{}", w.proxy.plain)),
+            (
+                1_024,
+                format!("https://127.0.0.1:{}", w.proxy.tls_addr().port()),
+            ),
+            (40_000, format!("http://{}", w.proxy.plain)),
+        ] {
+            let args = [
+                s("-n"),
+                REQUESTS.to_string(),
+                s("-c"),
+                s("3"),
+                s("-m"),
+                s("16"),
+                s("-H"),
+                format!("x-route: {route}"),
+                format!("{base}/h2load?n={body}"),
+            ];
+            let out = run_tool("h2load", &args).await;
+            let text = out.text();
+            assert_eq!(out.code, Some(0), "{route} {base}: {}\n{text}", out.stderr);
+            assert!(
+                text.contains(&format!("{REQUESTS} succeeded, 0 failed, 0 errored")),
+                "{route} {base} {body}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("status codes: {REQUESTS} 2xx")),
+                "{route} {base} {body}:\n{text}"
+            );
+            assert_eq!(
+                h2load_traffic(&text, "data"),
+                Some(REQUESTS * body),
+                "every body byte arrives ({route} {base}):\n{text}"
+            );
         }
     }
 }
