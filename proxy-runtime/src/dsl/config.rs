@@ -446,6 +446,22 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_relay_can_be_turned_off_in_the_file() {
+        let mut c = ProxyConfig::declared(&["0.0.0.0:80"], None, None);
+        assert_eq!(
+            c.splice, None,
+            "the engine's default (on) unless the file says"
+        );
+        c.apply_file_text("edge.toml", "splice = false\n", UPSTREAMS)
+            .unwrap();
+        assert_eq!(c.splice, Some(false));
+        let e = c
+            .apply_file_text("edge.toml", "splice = \"no\"\n", UPSTREAMS)
+            .unwrap_err();
+        assert!(e.0.contains("line 1") && e.0.contains("splice"), "{e}");
+    }
+
+    #[test]
     fn runtime_layout_from_the_file() {
         let mut c = ProxyConfig::declared(&["0.0.0.0:80"], None, None);
         assert_eq!(c.runtime, None);
