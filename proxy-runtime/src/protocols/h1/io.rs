@@ -99,6 +99,13 @@ impl ConnIo {
                 self.eof = true;
                 Poll::Ready(Ok(0))
             }
+            Poll::Pending if self.rbuf.is_empty() => {
+                // Nothing came: the buffer goes back to the pool while the peer is
+                // waited for (an origin still working on its answer), instead of
+                // being held empty by every waiting connection.
+                buffer_pool::give(std::mem::take(&mut self.rbuf));
+                Poll::Pending
+            }
             other => other,
         }
     }
@@ -166,8 +173,10 @@ impl ConnIo {
             self.consume_written(n);
             self.unflushed = true;
         }
-        // Everything is out: start the small buffer over at its beginning.
-        self.small.clear();
+        // Everything is out: the small buffer goes back to the pool at once, so that
+        // the next writer (often another connection in the same poll) takes it while
+        // it is still in the cache, and a connection waiting on its peer holds none.
+        buffer_pool::give(std::mem::take(&mut self.small));
         // ... and out of the stream's own buffer too (TLS), not only handed to it.
         if self.unflushed {
             match Pin::new(&mut self.stream).poll_flush(cx) {
@@ -303,5 +312,45 @@ mod tests {
             new.capacity() < 4 * super::MAX_BODY_READ,
             "the huge buffer was kept"
         );
+    }
+
+    /// A connected pair of loopback TCP sockets: ours wrapped in a `ConnIo`, and the peer.
+    async fn pair() -> (super::ConnIo, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, accepted) = tokio::join!(ours, listener.accept());
+        let io = super::ConnIo::new(crate::protocols::Stream::Tcp(ours.unwrap()));
+        (io, accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_for_its_peer_holds_no_read_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let (mut io, mut peer) = pair().await;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(io.poll_fill(&mut cx, None).is_pending());
+        assert_eq!(
+            io.rbuf.capacity(),
+            0,
+            "an empty buffer was held while waiting"
+        );
+        peer.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        assert_eq!(io.fill(None).await.unwrap(), 17);
+        assert_eq!(&io.rbuf[..], b"HTTP/1.1 200 OK\r\n");
+    }
+
+    #[tokio::test]
+    async fn the_write_buffer_goes_back_to_the_pool_once_written_out() {
+        use tokio::io::AsyncReadExt;
+        let (mut io, mut peer) = pair().await;
+        io.small_buf().extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let written_from = io.small.as_ptr();
+        io.flush().await.unwrap();
+        assert_eq!(io.small.capacity(), 0, "the emptied write buffer was kept");
+        let mut got = [0u8; 18];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"GET / HTTP/1.1\r\n\r\n");
+        // The next writer on this thread gets the same (still cached) memory.
+        assert_eq!(buffer_pool::take().as_ptr(), written_from);
     }
 }
