@@ -481,7 +481,7 @@ impl Session {
                     s.write_body(d).await?;
                 }
                 if end_of_stream {
-                    s.finish_response(None)?;
+                    s.finish_response(None).await?;
                 }
             }
             Downstream::Sub(s) => {
@@ -501,7 +501,7 @@ impl Session {
     pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
         match &mut self.downstream {
             Downstream::H1(s) => s.finish_response(Some(&trailers)).await,
-            Downstream::H2(s) => s.finish_response(Some(&trailers)),
+            Downstream::H2(s) => s.finish_response(Some(&trailers)).await,
             Downstream::Sub(s) => s.finish_response(),
         }
     }
@@ -510,7 +510,8 @@ impl Session {
     pub fn pending_write(&self) -> usize {
         match &self.downstream {
             Downstream::H1(s) => s.pending_write(),
-            Downstream::H2(_) | Downstream::Sub(_) => 0,
+            Downstream::H2(s) => s.pending_write(),
+            Downstream::Sub(_) => 0,
         }
     }
 
@@ -518,8 +519,9 @@ impl Session {
     pub async fn flush(&mut self) -> Result<()> {
         match &mut self.downstream {
             Downstream::H1(s) => s.flush().await,
-            // `h2` sends as soon as the connection task runs.
-            Downstream::H2(_) | Downstream::Sub(_) => Ok(()),
+            // `h2` sends what it was handed as soon as the connection task runs.
+            Downstream::H2(s) => s.flush().await,
+            Downstream::Sub(_) => Ok(()),
         }
     }
 
@@ -601,7 +603,7 @@ impl Session {
     pub(crate) async fn finish_response(&mut self) -> Result<()> {
         match &mut self.downstream {
             Downstream::H1(s) => s.finish_response(None).await,
-            Downstream::H2(s) => s.finish_response(None),
+            Downstream::H2(s) => s.finish_response(None).await,
             Downstream::Sub(s) => s.finish_response(),
         }
     }

@@ -181,6 +181,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         continue; // no body may be sent: drop it
                     }
                     self.relay_response_body(session, data, ctx).await?;
+                    // Out to the client before the wait for more (streamed bodies).
+                    self.flush_client(session).await?;
                 }
                 ResponseEvent::Trailers(t) => {
                     if final_status.is_none() || trailers.is_some() {

@@ -275,6 +275,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     Ok(Some(Ok(data))) => {
                         let _ = recv.flow_control().release_capacity(data.len());
                         self.relay_response_body(session, data, ctx).await?;
+                        // What the origin sent so far reaches the client before the
+                        // wait for more: a streamed body is not held back.
+                        self.flush_client(session).await?;
                     }
                     Ok(Some(Err(e))) => return Err(self.h2_failure(peer, e, "reading upstream response body")),
                     Ok(None) => {

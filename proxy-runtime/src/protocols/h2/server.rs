@@ -61,6 +61,10 @@ pub struct H2ServerSession {
     respond: SendResponse<Bytes>,
     send: Option<SendStream<Bytes>>,
     resp: Option<ResponseHeader>,
+    /// The last body piece written, not yet handed to `h2`: it goes with the end of the
+    /// stream when the end comes next (one DATA frame with END_STREAM instead of two
+    /// frames), or at the next write or flush. The proxy flushes before it waits.
+    held: Option<Bytes>,
     finished: bool,
     write_timeout: Duration,
     body_read_timeout: Duration,
@@ -74,6 +78,10 @@ impl std::fmt::Debug for H2ServerSession {
             .finish()
     }
 }
+
+/// Body pieces up to this size are copied before they are queued for the client (the
+/// HTTP/1 writer copies the same sizes into its write buffer).
+const COPY_AT_MOST: usize = 4096;
 
 fn h2_error(e: h2::Error, source: ErrorSource, what: &str) -> Box<Error> {
     let kind = if e.is_io() || e.is_reset() || e.is_go_away() {
@@ -122,6 +130,7 @@ impl H2ServerSession {
             req_trailers: None,
             respond,
             send: None,
+            held: None,
             resp: None,
             finished: false,
             write_timeout,
@@ -311,12 +320,48 @@ impl H2ServerSession {
         Ok(())
     }
 
-    /// Send a piece of the response body, as the client's flow-control window allows.
-    pub async fn write_body(&mut self, mut data: Bytes) -> Result<()> {
+    /// Send a piece of the response body. The piece is held until the next write,
+    /// [`H2ServerSession::flush`] or [`H2ServerSession::finish_response`], so that a
+    /// last piece and the end of the stream travel in one frame; small pieces are
+    /// copied, so that a slow client does not pin the larger buffer they were read into.
+    pub async fn write_body(&mut self, data: Bytes) -> Result<()> {
         if self.finished {
             // HEAD, or a body after the end: nothing may be sent.
             return Ok(());
         }
+        if self.send.is_none() {
+            return Err(Error::internal(
+                "response body written without an open response",
+            ));
+        }
+        if let Some(previous) = self.held.take() {
+            self.send_body(previous, false).await?;
+        }
+        self.held = Some(if data.len() <= COPY_AT_MOST {
+            Bytes::copy_from_slice(&data)
+        } else {
+            data
+        });
+        Ok(())
+    }
+
+    /// Hand the held body piece (if any) to `h2`, which sends it as soon as the
+    /// connection's task runs.
+    pub async fn flush(&mut self) -> Result<()> {
+        match self.held.take() {
+            Some(data) if !self.finished => self.send_body(data, false).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Body bytes written but held (see [`H2ServerSession::write_body`]).
+    pub fn pending_write(&self) -> usize {
+        self.held.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// Send `data` as the client's flow-control window allows; with `end`, the last
+    /// frame ends the stream.
+    async fn send_body(&mut self, mut data: Bytes, end: bool) -> Result<()> {
         let timeout = self.write_timeout;
         let Some(send) = self.send.as_mut() else {
             return Err(Error::internal(
@@ -353,27 +398,42 @@ impl H2ServerSession {
             if n == 0 {
                 continue;
             }
-            send.send_data(data.split_to(n), false)
+            let last = n == data.len();
+            send.send_data(data.split_to(n), end && last)
                 .map_err(|e| h2_error(e, ErrorSource::Downstream, "sending response body"))?;
+        }
+        if end {
+            self.finished = true;
         }
         Ok(())
     }
 
-    /// End the response, with trailers if given.
-    pub fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
+    /// End the response, with trailers if given. A held body piece goes first, in the
+    /// same frame as the end when there are no trailers.
+    pub async fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
         if self.finished {
             return Ok(());
+        }
+        if self.send.is_none() {
+            return Err(Error::internal("response finished without a response head"));
+        }
+        let trailers = trailers.filter(|t| !t.is_empty());
+        if let Some(data) = self.held.take() {
+            self.send_body(data, trailers.is_none()).await?;
+            if self.finished {
+                return Ok(());
+            }
         }
         let Some(send) = self.send.as_mut() else {
             return Err(Error::internal("response finished without a response head"));
         };
         let sent = match trailers {
-            Some(t) if !t.is_empty() => {
+            Some(t) => {
                 let mut t = t.clone();
                 sanitize_for_h2(&mut t);
                 send.send_trailers(t)
             }
-            _ => send.send_data(Bytes::new(), true),
+            None => send.send_data(Bytes::new(), true),
         };
         self.finished = true;
         sent.map_err(|e| h2_error(e, ErrorSource::Downstream, "ending the response"))
