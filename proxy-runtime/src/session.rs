@@ -4,7 +4,6 @@
 //! answer locally, and records what was sent. The protocol-specific connection lives
 //! inside ([`Downstream`]); phases never need to know which one it is.
 
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -553,13 +552,6 @@ impl Session {
         }
         self.write_response_header(resp, false).await?;
         self.write_response_body(Some(body), true).await
-    }
-
-    /// Pause (used by rate-limiting body filters).
-    pub(crate) async fn pace(delay: Option<Duration>) {
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
     }
 
     /// Run the downstream modules' request filters on the request head.

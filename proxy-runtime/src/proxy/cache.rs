@@ -262,7 +262,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if body.is_some() {
             session.write_response_body(body, false).await?;
         }
-        Session::pace(delay).await;
+        self.pace(session, delay).await?;
         Ok(())
     }
 
@@ -272,7 +272,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             .inner
             .response_body_filter(session, &mut body, true, ctx)?;
         session.write_response_body(body, true).await?;
-        Session::pace(delay).await;
+        self.pace(session, delay).await?;
         Ok(())
     }
 

@@ -196,6 +196,20 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
     }
 
+    /// The pause a body filter asked for (rate limiting). It delays the next piece, not
+    /// this one: what is queued for the client goes out first.
+    pub(crate) async fn pace(
+        &self,
+        session: &mut Session,
+        delay: Option<std::time::Duration>,
+    ) -> Result<()> {
+        if let Some(d) = delay {
+            self.flush_client(session).await?;
+            tokio::time::sleep(d).await;
+        }
+        Ok(())
+    }
+
     /// A piece of the upstream response body through the body filters to the client.
     pub(crate) async fn relay_response_body(
         &self,
@@ -219,7 +233,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if body.is_some() {
             session.write_response_body(body, false).await?;
         }
-        Session::pace(delay).await;
+        self.pace(session, delay).await?;
         Ok(())
     }
 
@@ -238,7 +252,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             self.write_to_client(session, ClientWrite::Body(body, false))
                 .await?;
         }
-        Session::pace(delay).await;
+        self.pace(session, delay).await?;
         Ok(())
     }
 
@@ -301,7 +315,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     .await?
             }
         }
-        Session::pace(delay).await;
+        self.pace(session, delay).await?;
         Ok(())
     }
 }
