@@ -4,7 +4,6 @@
 //! answer locally, and records what was sent. The protocol-specific connection lives
 //! inside ([`Downstream`]); phases never need to know which one it is.
 
-
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 

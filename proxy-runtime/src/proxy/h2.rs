@@ -18,7 +18,9 @@ use crate::http::ResponseHeader;
 use crate::protocols::SocketAddress;
 use crate::protocols::h2::client::{H2Connection, upstream_h2_error};
 use crate::protocols::h2::coalesce::CoalescingIo;
-use crate::protocols::h2::server::{H2ServerSession, h2_header_map, sanitize_for_h2};
+use crate::protocols::h2::server::{
+    H2ServerSession, check_request, h2_header_map, sanitize_for_h2,
+};
 use crate::protocols::timeout::lazy_timeout;
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
@@ -73,7 +75,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 }
             };
             match next {
-                Some(Ok((request, respond))) => {
+                Some(Ok((request, mut respond))) => {
+                    if let Err(why) = check_request(&request) {
+                        tracing::info!(
+                            client = ?client_addr,
+                            "malformed HTTP/2 request, stream reset: {why}"
+                        );
+                        respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+                        continue;
+                    }
                     let stream = match H2ServerSession::new(
                         request,
                         respond,
@@ -215,13 +225,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
             }
         }
 
-        // Until the response head: keep uploading.
-        let mut response = std::pin::pin!(response);
+        // Until the final response head: keep uploading, and relay interim (1xx) heads.
+        let mut response = response;
         let response = loop {
-            if req_done {
+            let head = if req_done {
                 tokio::select! {
-                    r = lazy_timeout(read_timeout, response.as_mut()) => break match r {
-                        Ok(r) => r,
+                    r = lazy_timeout(read_timeout, poll_fn(|cx| poll_head(&mut response, cx))) => match r {
+                        Ok(head) => head,
                         Err(_) => {
                             return Err(Error::explain(
                                 ErrorKind::ReadTimedout,
@@ -236,14 +246,25 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         continue;
                     }
                 }
-            }
-            tokio::select! {
-                r = response.as_mut() => break r,
-                chunk = session.read_body_or_reset(true) => {
-                    let chunk = chunk?;
-                    let eos = chunk.is_none() || session.is_body_done();
-                    self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
-                    req_done = eos;
+            } else {
+                tokio::select! {
+                    head = poll_fn(|cx| poll_head(&mut response, cx)) => head,
+                    chunk = session.read_body_or_reset(true) => {
+                        let chunk = chunk?;
+                        let eos = chunk.is_none() || session.is_body_done();
+                        self.send_h2_body(session, &mut body_tx, chunk, eos, write_timeout, ctx).await?;
+                        req_done = eos;
+                        continue;
+                    }
+                }
+            };
+            match head {
+                OriginHead::Final(r) => break r,
+                OriginHead::Interim(parts) => {
+                    let mut interim = ResponseHeader::new(parts.status, 0);
+                    interim.replace_headers_lower(parts.headers);
+                    strip_hop_by_hop(interim.fields_mut(), false);
+                    self.relay_response_head(session, interim, ctx).await?;
                 }
             }
         };
@@ -381,4 +402,29 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         upstream_h2_error(e, what)
     }
+}
+
+/// The next head from an HTTP/2 origin for one request.
+enum OriginHead {
+    /// An interim (1xx) response, relayed to the client as it comes.
+    Interim(http::response::Parts),
+    /// The final response (or the stream's failure).
+    Final(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
+}
+
+/// Poll for an interim head first (as `h2` asks), then for the final one.
+fn poll_head(
+    response: &mut h2::client::ResponseFuture,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<OriginHead> {
+    use std::future::Future;
+    use std::task::Poll;
+    match response.poll_informational(cx) {
+        Poll::Ready(Some(Ok(interim))) => {
+            return Poll::Ready(OriginHead::Interim(interim.into_parts().0));
+        }
+        Poll::Ready(Some(Err(e))) => return Poll::Ready(OriginHead::Final(Err(e))),
+        Poll::Ready(None) | Poll::Pending => {}
+    }
+    std::pin::Pin::new(response).poll(cx).map(OriginHead::Final)
 }

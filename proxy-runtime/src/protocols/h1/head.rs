@@ -535,8 +535,9 @@ impl Present {
     }
 }
 
-/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2) without userinfo, checked in place.
-fn valid_authority(v: &[u8]) -> bool {
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2) without userinfo, checked in place: a
+/// valid `Host` value.
+pub(crate) fn valid_authority(v: &[u8]) -> bool {
     let (host, port) = if v.first() == Some(&b'[') {
         let Some(close) = v.iter().position(|&b| b == b']') else {
             return false;

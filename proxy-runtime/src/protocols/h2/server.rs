@@ -79,6 +79,79 @@ impl std::fmt::Debug for H2ServerSession {
     }
 }
 
+/// Why a request's fields make it malformed beyond what the `h2` crate checks (RFC 9113
+/// §8.2.1, §8.3.1; RFC 9110 §7.2), or `Ok`. The stream is then reset with
+/// `PROTOCOL_ERROR` and the request goes nowhere.
+pub fn check_request<B>(request: &http::Request<B>) -> std::result::Result<(), &'static str> {
+    let authority = request.uri().authority();
+    if authority.is_some_and(|a| a.as_str().contains('@')) {
+        return Err("userinfo in :authority");
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    match authority {
+        // Host may repeat :authority, never name another target (a proxy that routed
+        // and cached by one and let the origin serve the other would be split).
+        Some(a) => {
+            if hosts.any(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())) {
+                return Err("Host differs from :authority");
+            }
+        }
+        None => {
+            if let Some(h) = hosts.next() {
+                if hosts.next().is_some() {
+                    return Err("more than one Host header");
+                }
+                if !crate::protocols::h1::head::valid_authority(h.as_bytes()) {
+                    return Err("invalid Host header");
+                }
+            }
+        }
+    }
+    let padded = |v: &http::HeaderValue| {
+        matches!(v.as_bytes().first(), Some(b' ' | b'\t'))
+            || matches!(v.as_bytes().last(), Some(b' ' | b'\t'))
+    };
+    if request.headers().values().any(padded) {
+        return Err("field value with leading or trailing whitespace");
+    }
+    Ok(())
+}
+
+/// What an HTTP/2 request carries in a form HTTP/1 cannot, rewritten for both kinds of
+/// origin: `Host` is `:authority` when there is one (RFC 9113 §8.3.1: an intermediary
+/// generating Host must use it); several `cookie` fields become one, joined with
+/// `"; "` (§8.2.3); a repeated `content-length` (necessarily the same value, the
+/// `h2` crate rejects others) is sent once (RFC 9110 §8.6).
+fn normalize_fields(uri: &http::Uri, headers: &mut HeaderMap) {
+    if let Some(a) = uri.authority()
+        && let Ok(host) = http::HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
+    if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let mut joined = Vec::new();
+        for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+            if i > 0 {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(v.as_bytes());
+        }
+        // Valid values joined by "; " are a valid value.
+        if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+    if headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
+        && let Some(first) = headers.get(header::CONTENT_LENGTH).cloned()
+    {
+        headers.insert(header::CONTENT_LENGTH, first);
+    }
+}
+
 /// Body pieces up to this size are copied before they are queued for the client (the
 /// HTTP/1 writer copies the same sizes into its write buffer).
 const COPY_AT_MOST: usize = 4096;
@@ -100,19 +173,14 @@ impl H2ServerSession {
         write_timeout: Duration,
         body_read_timeout: Duration,
     ) -> Result<Self> {
-        let (parts, body) = request.into_parts();
-        let mut req = RequestHeader::from_lower_parts(
+        let (mut parts, body) = request.into_parts();
+        normalize_fields(&parts.uri, &mut parts.headers);
+        let req = RequestHeader::from_lower_parts(
             parts.method,
             parts.uri,
             Version::HTTP_2,
             parts.headers,
         );
-        // HTTP/1 peers need Host: take it from :authority.
-        if req.header(header::HOST).is_none()
-            && let Some(auth) = req.uri.authority().map(|a| a.as_str().to_string())
-        {
-            req.insert_header(header::HOST, auth)?;
-        }
         let body_done = body.is_end_stream();
         let declared = req
             .header_str(header::CONTENT_LENGTH)
