@@ -232,6 +232,36 @@ async fn garbage_instead_of_http_is_a_502() {
 }
 
 #[tokio::test]
+async fn a_status_line_without_a_reason_phrase_is_relayed() {
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    for _ in 0..2 {
+        let r = get(addr, "/no-reason").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text(), "ok");
+        assert_eq!(r.head.header("x-empty"), Some(""));
+    }
+    assert_still_serving(addr).await;
+}
+
+#[tokio::test]
+async fn an_interim_response_loses_its_content_length() {
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    let mut c = Client::connect(addr).await;
+    c.send("GET /interim-with-length HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let interim = c.read_head().await;
+    assert!(
+        interim.status_line.starts_with("HTTP/1.1 103"),
+        "{interim:?}"
+    );
+    assert_eq!(interim.header("link"), Some("</a.css>"));
+    assert_eq!(interim.header("content-length"), None, "{interim:?}");
+    let r = c.read_response().await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text(), "final");
+}
+
+#[tokio::test]
 async fn conflicting_content_length_from_the_origin_is_a_502() {
     let (_origin, addr, _proxy) = origin_and_proxy().await;
     let r = get(addr, "/bad-length").await;

@@ -601,6 +601,20 @@ async fn serve_origin_conn(st: &OriginState, sock: TcpStream, conn: usize) -> io
                     .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
                     .await?;
             }
+            "/no-reason" => {
+                // A status line without a reason phrase (RFC 9112 §4 allows it) and a
+                // field with an empty value.
+                c.sock
+                    .write_all(b"HTTP/1.1 200\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nok")
+                    .await?;
+            }
+            "/interim-with-length" => {
+                // An interim head without a reason, carrying a Content-Length it must
+                // not have (RFC 9110 §8.6), then the final response.
+                c.sock
+                    .write_all(b"HTTP/1.1 103\r\nLink: </a.css>\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+                    .await?;
+            }
             "/bad-length" => {
                 c.sock
                     .write_all(

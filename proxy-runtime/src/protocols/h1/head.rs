@@ -147,9 +147,15 @@ impl RawHeaders {
     }
 }
 
+/// Where `part`, a slice the parser returned, sits in `base`. An empty part has no
+/// position to trust (httparse returns a static `""` for a missing reason phrase) and
+/// gets the empty range at 0; so does, defensively, anything outside `base`.
 fn offset_in(base: &[u8], part: &[u8]) -> (usize, usize) {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    (start, start + part.len())
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if !part.is_empty() && end <= base.len() => (start, end),
+        _ => (0, 0),
+    }
 }
 
 fn offset32(base: &[u8], part: &[u8]) -> (u32, u32) {
@@ -759,7 +765,11 @@ pub fn parse_response(
         return Err(bad(502, "malformed status line"));
     };
     let status = StatusCode::from_u16(code).map_err(|_| bad(502, "invalid status code"))?;
-    let reason_at = resp.reason.map(|r| offset_in(buf, r.as_bytes()));
+    // No reason phrase (`HTTP/1.1 200`) is allowed; the client then gets the usual one.
+    let reason_at = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| offset_in(buf, r.as_bytes()));
     let mut raw = RawHeaders::new();
     collect_headers(buf, resp.headers, &mut raw);
     // The head gets its own small allocation rather than a share of the read buffer:

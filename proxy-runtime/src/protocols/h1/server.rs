@@ -389,6 +389,11 @@ impl ServerSession {
         let status = resp.status.as_u16();
         resp.version = Version::HTTP_11;
         if (100..200).contains(&status) {
+            // An interim head frames nothing: a length or coding on it could make a
+            // lenient client take bytes of the final response for a body (RFC 9110
+            // §8.6, RFC 9112 §6.1).
+            resp.remove_header(header::CONTENT_LENGTH);
+            resp.remove_header(header::TRANSFER_ENCODING);
             if status == 101 {
                 if !self.upgrade_requested {
                     return Err(Error::explain(
@@ -425,7 +430,11 @@ impl ServerSession {
         }
         let head_request = self.req.method == Method::HEAD;
         let framing = if head_request || status == 204 || status == 304 {
-            if status == 204 {
+            // A HEAD or 304 answer may tell the length of the body it does not carry,
+            // but only as one valid value (RFC 9110 §8.6).
+            if status == 204
+                || (resp.has_header(header::CONTENT_LENGTH) && content_length_of(&resp).is_none())
+            {
                 resp.remove_header(header::CONTENT_LENGTH);
             }
             BodyFraming::Empty
