@@ -16,6 +16,7 @@
 
 pub(crate) mod fields;
 pub(crate) mod hop;
+pub(crate) mod trailers;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fields::Fields;

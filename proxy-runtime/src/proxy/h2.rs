@@ -302,9 +302,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     }
                     Ok(Some(Err(e))) => return Err(self.h2_failure(peer, e, "reading upstream response body")),
                     Ok(None) => {
-                        let trailers = poll_fn(|cx| recv.poll_trailers(cx))
+                        let mut trailers = poll_fn(|cx| recv.poll_trailers(cx))
                             .await
                             .map_err(|e| self.h2_failure(peer, e, "reading upstream trailers"))?;
+                        if let Some(t) = trailers.as_mut() {
+                            crate::http::trailers::drop_disallowed(t);
+                        }
                         self.relay_response_end(session, trailers, true, ctx).await?;
                         break;
                     }

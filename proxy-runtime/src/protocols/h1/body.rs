@@ -223,20 +223,30 @@ impl BodyDecoder {
                 Ok(Step::Continue)
             }
             ChunkState::Trailers => {
+                // Only CRLF ends a line here: httparse would also take a bare LF, and a
+                // peer that reads the next bytes differently would see another message.
+                if buf.first() == Some(&b'\n') {
+                    return Err(BodyError::BadChunk("bare LF in trailers"));
+                }
                 if buf.len() >= 2 && &buf[..2] == b"\r\n" {
                     let _ = buf.split_to(2);
                     self.state = DecodeState::Done;
                     return Ok(Step::Event(BodyEvent::End));
                 }
                 if buf.len() < 2 {
-                    if buf.first().is_some_and(|&b| b == b'\n') {
-                        return Err(BodyError::BadChunk("bare LF in trailers"));
-                    }
                     return Ok(Step::NeedMore);
                 }
                 let mut slots = [httparse::EMPTY_HEADER; 32];
                 match httparse::parse_headers(&buf[..], &mut slots) {
                     Ok(httparse::Status::Complete((len, fields))) => {
+                        let section = &buf[..len];
+                        let bare_lf = section
+                            .iter()
+                            .enumerate()
+                            .any(|(i, &b)| b == b'\n' && (i == 0 || section[i - 1] != b'\r'));
+                        if bare_lf {
+                            return Err(BodyError::BadChunk("bare LF in trailers"));
+                        }
                         let mut trailers = HeaderMap::with_capacity(fields.len());
                         for f in fields {
                             let (Ok(name), Ok(value)) = (
@@ -249,6 +259,7 @@ impl BodyDecoder {
                         }
                         let _ = buf.split_to(len);
                         self.state = DecodeState::Done;
+                        crate::http::trailers::drop_disallowed(&mut trailers);
                         Ok(Step::Event(BodyEvent::Trailers(trailers)))
                     }
                     Ok(httparse::Status::Partial) => {
@@ -498,6 +509,56 @@ mod tests {
         .unwrap();
         assert_eq!(body, b"hello world");
         assert_eq!(trailers.unwrap()["x-sum"], "42");
+    }
+
+    /// Decode `input` handed over in one piece (as one read would deliver it).
+    fn decode_at_once(
+        framing: BodyFraming,
+        input: &[u8],
+    ) -> Result<(Vec<u8>, Option<HeaderMap>), BodyError> {
+        let mut d = BodyDecoder::new(framing);
+        let mut buf = BytesMut::from(input);
+        let mut body = Vec::new();
+        let mut trailers = None;
+        loop {
+            match d.decode(&mut buf, true)? {
+                Some(BodyEvent::Data(b)) => body.extend_from_slice(&b),
+                Some(BodyEvent::Trailers(t)) => trailers = Some(t),
+                Some(BodyEvent::End) => return Ok((body, trailers)),
+                None => panic!("decoder wants more than the input"),
+            }
+        }
+    }
+
+    #[test]
+    fn bare_lf_in_the_trailer_section_is_rejected_however_the_bytes_arrive() {
+        for bad in [
+            &b"5\r\nhello\r\n0\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"5\r\nhello\r\n0\r\nX-T: 1\n\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\r\n\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n",
+        ] {
+            let text = String::from_utf8_lossy(bad);
+            for (how, got) in [
+                ("at once", decode_at_once(BodyFraming::Chunked, bad)),
+                ("byte by byte", decode_all(BodyFraming::Chunked, bad)),
+            ] {
+                assert!(
+                    matches!(got, Err(BodyError::BadChunk(_))),
+                    "accepted {text:?} {how}: {got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trailers_lose_the_fields_no_trailer_may_carry() {
+        let input = b"1\r\na\r\n0\r\nContent-Length: 50\r\nHost: evil\r\nX-Sum: 7\r\n\r\n";
+        let (body, trailers) = decode_at_once(BodyFraming::Chunked, input).unwrap();
+        assert_eq!(body, b"a");
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers.len(), 1, "{trailers:?}");
+        assert_eq!(trailers["x-sum"], "7");
     }
 
     #[test]

@@ -338,7 +338,10 @@ impl H2ServerSession {
     async fn finish_body_read(&mut self) -> Result<()> {
         self.body_done = true;
         match poll_fn(|cx| self.body.poll_trailers(cx)).await {
-            Ok(t) => {
+            Ok(mut t) => {
+                if let Some(t) = t.as_mut() {
+                    crate::http::trailers::drop_disallowed(t);
+                }
                 self.req_trailers = t;
                 Ok(())
             }
