@@ -598,6 +598,48 @@ async fn the_key_includes_the_host() {
 }
 
 #[tokio::test]
+async fn connection_options_cannot_poison_the_cache() {
+    let origin = Origin::start(|req, _| {
+        let lang = req
+            .headers
+            .get("accept-language")
+            .cloned()
+            .unwrap_or_else(|| "none".into());
+        let host = req.headers.get("host").cloned().unwrap_or_default();
+        (
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\nvary: Accept-Language".into(),
+            format!("{host} {lang}").into_bytes(),
+        )
+    })
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    // `Connection: host` does not take the Host away from the origin.
+    let r = send(
+        addr,
+        "GET",
+        "/h",
+        &[("host", "good.test"), ("connection", "host")],
+    )
+    .await;
+    assert_eq!(r.text(), "good.test none");
+    // A field removed as a connection option: the origin answers another request
+    // than the one the variant would be filed under, so nothing is stored...
+    let fr = [("host", "good.test"), ("accept-language", "fr")];
+    let stripped = [
+        ("host", "good.test"),
+        ("accept-language", "fr"),
+        ("connection", "accept-language"),
+    ];
+    let r = send(addr, "GET", "/v", &stripped).await;
+    assert_eq!(r.text(), "good.test none");
+    // ... and the next real `fr` client gets its own answer from the origin.
+    let r = send(addr, "GET", "/v", &fr).await;
+    assert_eq!((r.cache(), r.text().as_str()), ("miss", "good.test fr"));
+    let r = send(addr, "GET", "/v", &fr).await;
+    assert_eq!((r.cache(), r.text().as_str()), ("hit", "good.test fr"));
+}
+
+#[tokio::test]
 async fn unsafe_methods_invalidate_the_url() {
     let origin = Origin::start(|req, n| {
         if req.method == "POST" {

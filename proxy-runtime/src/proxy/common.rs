@@ -359,16 +359,18 @@ pub(crate) fn refine_retry(e: Box<Error>, method: &http::Method, write_failed: b
     }
 }
 
-/// Remove hop-by-hop headers and every header the `Connection` header names. With
+/// Remove hop-by-hop headers and every header the `Connection` header names (except
+/// `Host`, which HTTP/1.1 requires and which no connection option can stand for). With
 /// `keep_upgrade` (a WebSocket-style handshake), `Upgrade` stays and `Connection` is
-/// set to `upgrade`.
-pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
+/// set to `upgrade`. Returns whether fields named by `Connection` were removed.
+pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) -> bool {
     // The fields know which hop-by-hop names they may hold; most heads hold none, or
     // only `Connection`.
     let present = headers.hop_by_hop();
     if !keep_upgrade && present == 0 {
-        return;
+        return false;
     }
+    let mut removed_listed = false;
     if present & hop::CONNECTION != 0 {
         // The other names `Connection` lists go too. Usually it lists only options
         // (`keep-alive`, `close`) that name no header present: look before copying.
@@ -382,7 +384,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
             let listed: Vec<HeaderValue> = headers.get_all(connection).cloned().collect();
             for value in &listed {
                 for name in listed_names(value, keep_upgrade) {
-                    headers.remove(KeyRef::Str(name));
+                    removed_listed |= headers.remove(KeyRef::Str(name)).is_some();
                 }
             }
         }
@@ -402,6 +404,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut Fields, keep_upgrade: bool) {
         // Both names are constants; this cannot fail.
         let _ = headers.insert(header::CONNECTION, "upgrade");
     }
+    removed_listed
+}
+
+/// [`strip_hop_by_hop`] on the copy of the client's request that goes upstream. When
+/// `Connection` named fields the request carries, the origin answers a different
+/// request than the one the cache would file its answer under (the key and `Vary`
+/// are computed from the client's request): that answer is not stored.
+pub(crate) fn strip_upstream_request(
+    session: &mut Session,
+    req: &mut crate::http::RequestHeader,
+    keep_upgrade: bool,
+) {
+    if strip_hop_by_hop(req.fields_mut(), keep_upgrade) {
+        session.cache.no_store = true;
+    }
 }
 
 /// The header names a `Connection` value lists, other than the fixed hop-by-hop set
@@ -413,6 +430,7 @@ fn listed_names(value: &HeaderValue, keep_upgrade: bool) -> impl Iterator<Item =
         .filter_map(move |token| {
             let token = token.trim_ascii();
             let skip = token.is_empty()
+                || token.eq_ignore_ascii_case(b"host")
                 || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade"))
                 || hop::index(token, true).is_some();
             if skip {

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Version, header};
 
 use super::HttpProxy;
-use super::common::{client_accepts_trailers, refine_retry, strip_hop_by_hop};
+use super::common::{
+    client_accepts_trailers, refine_retry, strip_hop_by_hop, strip_upstream_request,
+};
 use crate::error::{Error, ErrorKind, ErrorSource, Result, RetryType};
 use crate::http::RequestHeader;
 use crate::protocols::custom::{CustomExchange, RequestSink, ResponseEvent};
@@ -45,7 +47,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
 
         let mut req = session.req_header().clone();
         // No tunnels over a custom transport: an upgrade request goes as a plain one.
-        strip_hop_by_hop(req.fields_mut(), false);
+        strip_upstream_request(session, &mut req, false);
         if client_accepts_trailers(session) {
             // As with HTTP/2: the origin may answer with trailers that mean something.
             req.insert_header(header::TE, "trailers")?;

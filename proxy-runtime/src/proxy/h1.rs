@@ -9,7 +9,7 @@ use http::{HeaderMap, Version, header};
 use tokio::time::timeout;
 
 use super::HttpProxy;
-use super::common::{refine_retry, strip_hop_by_hop};
+use super::common::{refine_retry, strip_hop_by_hop, strip_upstream_request};
 use super::splice::splice_rest;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::protocols::Stream;
@@ -43,7 +43,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let upgrade = session.is_upgrade_request();
 
         let mut req = session.req_header().clone();
-        strip_hop_by_hop(req.fields_mut(), upgrade);
+        strip_upstream_request(session, &mut req, upgrade);
         req.version = Version::HTTP_11;
         if req.header(header::HOST).is_none() {
             req.insert_header(header::HOST, peer.default_host())?;

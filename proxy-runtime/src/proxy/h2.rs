@@ -12,7 +12,9 @@ use http::{Uri, Version, header};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::HttpProxy;
-use super::common::{client_accepts_trailers, refine_retry, strip_hop_by_hop};
+use super::common::{
+    client_accepts_trailers, refine_retry, strip_hop_by_hop, strip_upstream_request,
+};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::ResponseHeader;
 use crate::protocols::SocketAddress;
@@ -139,7 +141,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let read_timeout = peer.options.read_timeout;
         let write_timeout = peer.options.write_timeout;
         let mut req = session.req_header().clone();
-        strip_hop_by_hop(req.fields_mut(), false);
+        strip_upstream_request(session, &mut req, false);
         if client_accepts_trailers(session) {
             // gRPC and friends: the origin must know the client takes trailers.
             req.insert_header(header::TE, "trailers")?;
