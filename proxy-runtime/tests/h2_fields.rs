@@ -1,8 +1,9 @@
 //! HTTP/2 request fields on their way to an origin (RFC 9113 §8.2–8.3): what the `h2`
 //! crate lets through but the proxy must reject (the stream is reset with
 //! `PROTOCOL_ERROR` and nothing reaches the origin), what it must rewrite for HTTP/1.1
-//! origins (one `Host` that is `:authority`, cookies joined, one `Content-Length`), and
-//! interim (1xx) responses from an HTTP/2 origin relayed to the client.
+//! origins (one `Host` that is `:authority`, cookies joined, one `Content-Length`),
+//! interim (1xx) responses from an HTTP/2 origin relayed to the client, and a 204 that
+//! ends with its HEADERS frame.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -235,4 +236,34 @@ async fn interim_responses_from_an_h2_origin_reach_an_http1_client() {
     assert!(text.starts_with("http/1.1 103 "), "{text}");
     assert!(text.contains("link: </style.css>; rel=preload"), "{text}");
     assert!(text.contains("http/1.1 200 ok"), "{text}");
+}
+
+#[tokio::test]
+async fn a_204_ends_on_its_headers_frame_without_content_length() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await.unwrap();
+        sock.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let _ = sock.read(&mut buf).await;
+    });
+    let (addr, _proxy) = start_proxy(Fixed(HttpPeer::new(origin, false, "").unwrap()), |b| b).await;
+    let mut client = h2_client(addr).await;
+    let (response, _) = client
+        .send_request(get("a.test").body(()).unwrap(), true)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().get("content-length").is_none());
+    assert!(
+        response.body().is_end_stream(),
+        "the stream must end with the HEADERS frame"
+    );
 }

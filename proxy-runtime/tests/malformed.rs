@@ -329,6 +329,16 @@ fn cases() -> Vec<Case> {
             400,
         ),
         rejected(
+            "absolute-form with a port out of range",
+            "GET http://test:99999/echo HTTP/1.1\r\nHost: test\r\n\r\n",
+            400,
+        ),
+        rejected(
+            "absolute-form with a port that is not a number",
+            "GET http://test:8x/echo HTTP/1.1\r\nHost: test\r\n\r\n",
+            400,
+        ),
+        rejected(
             "HTTP/2.0 version",
             "GET /echo HTTP/2.0\r\nHost: test\r\n\r\n",
             505,

@@ -242,6 +242,10 @@ fn upstream_request_framing(
         session.downstream_is_h2() && session.req_header().has_header(header::TRAILER);
     match (client_framing, declared) {
         (BodyFraming::Length(n), Some(d)) if n == d && !trailers_announced => {
+            // A repeated (identical) Content-Length goes on as one (RFC 9110 §8.6).
+            if req.header_values(header::CONTENT_LENGTH).nth(1).is_some() {
+                req.insert_header(header::CONTENT_LENGTH, n.to_string())?;
+            }
             Ok(BodyFraming::Length(n))
         }
         _ => {

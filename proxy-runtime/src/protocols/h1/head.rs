@@ -395,6 +395,13 @@ fn parse_target(method: &Method, target: Bytes) -> Result<Uri, HeadError> {
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(bad(400, "userinfo in request target"));
         }
+        // It becomes the Host the origin sees: the same rules as a Host header.
+        if !uri
+            .authority()
+            .is_some_and(|a| valid_authority(a.as_str().as_bytes()))
+        {
+            return Err(bad(400, "invalid authority in request target"));
+        }
     } else if uri.scheme().is_some() {
         return Err(bad(400, "invalid request target"));
     }

@@ -360,7 +360,11 @@ impl H2ServerSession {
         end_of_stream: bool,
     ) -> Result<()> {
         let status = resp.status;
-        let headers = h2_header_map(resp.fields());
+        let mut headers = h2_header_map(resp.fields());
+        // No content-length on interim heads or a 204 (RFC 9110 §8.6).
+        if status.is_informational() || status == http::StatusCode::NO_CONTENT {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let mut response = http::Response::new(());
         *response.status_mut() = status;
         *response.headers_mut() = headers;
@@ -380,7 +384,11 @@ impl H2ServerSession {
         if self.resp.is_some() {
             return Err(Error::internal("response head written twice"));
         }
-        let head_only = end_of_stream || self.req.method == Method::HEAD;
+        // 204 and 304 have no content: END_STREAM goes on the HEADERS frame.
+        let head_only = end_of_stream
+            || self.req.method == Method::HEAD
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED;
         let send = self
             .respond
             .send_response(response, head_only)
