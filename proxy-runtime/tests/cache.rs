@@ -327,6 +327,105 @@ async fn a_304_revalidates_the_stored_body() {
     assert_eq!(origin.count("/r"), 2);
 }
 
+/// An origin whose `/x` is stored stale at once (`max-age=0` with a validator) and
+/// revalidated with a 304 carrying `not_modified` (extra head lines).
+async fn revalidating_origin(first: &'static str, not_modified: &'static str) -> Origin {
+    Origin::start(move |req, n| {
+        if req.headers.contains_key("if-none-match") {
+            return (
+                format!("HTTP/1.1 304 Not Modified\r\netag: \"e\"{not_modified}"),
+                Vec::new(),
+            );
+        }
+        (
+            format!("HTTP/1.1 200 OK\r\ncache-control: max-age=0\r\netag: \"e\"{first}"),
+            format!("body {n}").into_bytes(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_304_never_brings_a_cookie_or_proxy_credentials_into_the_cache() {
+    let origin = revalidating_origin(
+        "\r\nproxy-authenticate: Basic realm=x",
+        "\r\ncache-control: max-age=60\r\nset-cookie: session=ALICE",
+    )
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    assert_eq!(get(addr, "/x").await.cache(), "miss");
+    assert_eq!(get(addr, "/x").await.cache(), "revalidated");
+    let r = get(addr, "/x").await;
+    assert_eq!((r.cache(), r.text().as_str()), ("hit", "body 1"));
+    assert_eq!(
+        r.h("set-cookie"),
+        None,
+        "another client's cookie was served"
+    );
+    assert_eq!(r.h("proxy-authenticate"), None);
+}
+
+#[tokio::test]
+async fn a_304_that_forbids_storing_ends_the_stored_copy() {
+    let origin = revalidating_origin("", "\r\ncache-control: no-store").await;
+    let (addr, _) = proxy(&origin).await;
+    assert_eq!(get(addr, "/x").await.cache(), "miss");
+    let r = get(addr, "/x").await;
+    assert_eq!((r.cache(), r.text().as_str()), ("revalidated", "body 1"));
+    assert_eq!(get(addr, "/x").await.cache(), "miss");
+    assert_eq!(origin.count("/x"), 3);
+}
+
+#[tokio::test]
+async fn the_age_after_a_304_is_the_304_exchange_s() {
+    let origin = revalidating_origin("\r\nage: 50", "\r\ncache-control: max-age=60").await;
+    let (addr, _) = proxy(&origin).await;
+    get(addr, "/x").await;
+    assert_eq!(get(addr, "/x").await.cache(), "revalidated");
+    let r = get(addr, "/x").await;
+    assert_eq!(r.cache(), "hit");
+    let age: u64 = r.h("age").unwrap().parse().unwrap();
+    assert!(age < 50, "the stored Age outlived the revalidation: {age}");
+}
+
+#[tokio::test]
+async fn request_directives_max_age_min_fresh_max_stale_and_only_if_cached() {
+    let origin = Origin::start(|req, n| {
+        let cc = if req.path == "/stale" {
+            "max-age=0\r\netag: \"s\""
+        } else {
+            "max-age=100"
+        };
+        (
+            format!("HTTP/1.1 200 OK\r\ncache-control: {cc}"),
+            format!("body {n}").into_bytes(),
+        )
+    })
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    assert_eq!(get(addr, "/fresh").await.text(), "body 1");
+    // A stored copy is older than `max-age=0` allows, and fresh for less than
+    // `min-fresh=200` asks: both go to the origin instead of taking it (browsers send
+    // `max-age=0` on reload).
+    for cc in ["max-age=0", "min-fresh=200"] {
+        let r = send(addr, "GET", "/fresh", &[("cache-control", cc)]).await;
+        assert_ne!(r.cache(), "hit", "{cc}");
+        assert_ne!(r.cache(), "stale", "{cc}");
+    }
+    assert_eq!(origin.count("/fresh"), 3);
+    // `max-stale` takes a stale copy without asking the origin.
+    assert_eq!(get(addr, "/stale").await.cache(), "miss");
+    let r = send(addr, "GET", "/stale", &[("cache-control", "max-stale=60")]).await;
+    assert_eq!((r.cache(), r.text().as_str()), ("stale", "body 1"));
+    assert_eq!(origin.count("/stale"), 1);
+    // `only-if-cached`: 504 rather than asking the origin, on a miss and on a stale copy.
+    let only = [("cache-control", "only-if-cached")];
+    assert_eq!(send(addr, "GET", "/never", &only).await.status, 504);
+    assert_eq!(origin.count("/never"), 0);
+    assert_eq!(send(addr, "GET", "/stale", &only).await.status, 504);
+    assert_eq!(origin.count("/stale"), 1);
+}
+
 #[tokio::test]
 async fn fifty_concurrent_misses_make_one_origin_request() {
     let origin = Origin::start(|_, n| {

@@ -131,13 +131,29 @@ static NOT_UPDATED: [HeaderName; 5] = [
     header::CONTENT_TYPE,
 ];
 
+/// Fields a shared cache never stores (RFC 9111 §3.1: they concern the proxy or the
+/// one client that got them). Responses with `Set-Cookie` are not stored at all; a
+/// `Set-Cookie` arriving on a `304` must not be merged into a stored head either.
+pub(crate) static NEVER_STORED: [HeaderName; 3] = [
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authentication-info"),
+    header::SET_COOKIE,
+];
+
 /// The stored head updated with the fields of the origin's `304` (RFC 9111 §3.2): each
-/// field present in the 304 replaces the stored one, except those describing the body.
+/// field present in the 304 replaces the stored one, except those describing the body,
+/// those never stored, and `Age` (the age comes from the 304's exchange: a stored `Age`
+/// would make the refreshed response look older than it is).
 pub fn refreshed_head(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut head = stored.clone();
+    head.remove_header(header::AGE);
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, _) in not_modified.header_fields() {
-        if NOT_UPDATED.contains(name) || replaced.contains(&name) {
+        if NOT_UPDATED.contains(name)
+            || NEVER_STORED.contains(name)
+            || name == header::AGE
+            || replaced.contains(&name)
+        {
             continue;
         }
         replaced.push(name);

@@ -91,11 +91,15 @@ impl CacheMeta {
         !self.no_cache && self.age(now) < self.fresh_for
     }
 
-    /// Whether it may be served stale while revalidating, at `now`.
+    /// Whether it is stale at `now` but within its `stale-while-revalidate` window, so
+    /// it may be served while a refresh runs (RFC 5861 §3; never without a window).
     pub fn serves_stale_while_revalidate(&self, now: SystemTime) -> bool {
+        let age = self.age(now);
         !self.must_revalidate
             && !self.no_cache
-            && self.age(now) < self.fresh_for + self.stale_while_revalidate
+            && !self.stale_while_revalidate.is_zero()
+            && age >= self.fresh_for
+            && age < self.fresh_for + self.stale_while_revalidate
     }
 
     /// Whether it may be served stale because the origin failed, at `now`.

@@ -56,8 +56,12 @@ pub fn decide(
         _ => origin.lifetime,
     };
     let secs = |s: Option<u32>| s.map(|s| Duration::from_secs(u64::from(s)));
+    let mut header = resp.clone();
+    for name in &crate::cache::conditional::NEVER_STORED {
+        header.remove_header(name);
+    }
     let meta = CacheMeta {
-        header: resp.clone(),
+        header,
         request_time,
         response_time,
         initial_age: corrected_initial_age(resp, request_time, response_time),

@@ -14,7 +14,9 @@ use http::{Method, header};
 
 use super::HttpProxy;
 use crate::cache::conditional::{not_modified_head, prepare_upstream_request, refreshed_head};
-use crate::cache::freshness::{request_allows_stale_or_fresh, request_cache_control};
+use crate::cache::freshness::{
+    Storable, request_allows_stale_or_fresh, request_cache_control, storable,
+};
 use crate::cache::key::{ObjectKey, PrimaryKey};
 use crate::cache::lock::{Locked, WaitOutcome};
 use crate::cache::range::{RangeRequest, range_head};
@@ -107,6 +109,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let Some(cache) = session.cache.cache.clone() else {
             return Ok(Lookup::Fetch);
         };
+        let req_cc = request_cache_control(session.req_header());
         let found = cache.storage.vary_of(primary).and_then(|vary| {
             let probe = vary_probe(&vary);
             let variance = self
@@ -119,6 +122,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let Some((key, hit)) = found else {
             self.inner.cache_miss(session, ctx);
             session.cache.status = Some(CacheStatus::Miss);
+            if req_cc.only_if_cached {
+                // The client wants a stored answer or none (RFC 9111 §5.2.1.7).
+                session.respond_error(504).await?;
+                return Ok(Lookup::Served);
+            }
             return Ok(match cache.lock.lock(primary) {
                 Locked::Writer(w) => {
                     session.cache.write_lock = Some(Box::new(w));
@@ -129,21 +137,31 @@ impl<P: ProxyHttp> HttpProxy<P> {
         };
         let now = SystemTime::now();
         let forced_expired = self.inner.cache_hit_filter(session, &hit.meta, ctx).await?;
-        let req_cc = request_cache_control(session.req_header());
         let age = hit.meta.age(now);
-        let fresh = !forced_expired
-            && hit.meta.is_fresh(now)
+        let stale = age >= hit.meta.fresh_for;
+        // What the request accepts (its `max-age`, `min-fresh`, `max-stale`), unless the
+        // response must be validated on every use, or stale (`must-revalidate`).
+        let usable = !forced_expired
+            && !hit.meta.no_cache
+            && !(stale && hit.meta.must_revalidate)
             && request_allows_stale_or_fresh(&req_cc, age, hit.meta.fresh_for);
-        if fresh {
-            self.serve_from_cache(session, ctx, &hit, CacheStatus::Hit)
-                .await?;
+        if usable {
+            let status = if stale {
+                CacheStatus::Stale
+            } else {
+                CacheStatus::Hit
+            };
+            self.serve_from_cache(session, ctx, &hit, status).await?;
             return Ok(Lookup::Served);
         }
         // Stale (or the client wants it validated): revalidate, maybe serving it
         // stale meanwhile.
         session.cache.stale = Some(Box::new((key, hit.clone())));
+        // Not when the client asked for a fresher answer than this one.
         let swr = !forced_expired
             && !req_cc.no_cache
+            && req_cc.max_age.is_none()
+            && req_cc.min_fresh.is_none()
             && hit.meta.serves_stale_while_revalidate(now)
             && self.inner.should_serve_stale(session, ctx, None);
         if swr {
@@ -152,6 +170,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
             }
             self.serve_from_cache(session, ctx, &hit, CacheStatus::Stale)
                 .await?;
+            return Ok(Lookup::Served);
+        }
+        if req_cc.only_if_cached {
+            session.cache.status = Some(CacheStatus::Expired);
+            session.respond_error(504).await?;
             return Ok(Lookup::Served);
         }
         session.cache.status = Some(CacheStatus::Expired);
@@ -357,8 +380,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
             let now = SystemTime::now();
             meta.header = refreshed_head(&hit.meta.header, resp);
             let request_time = session.cache.request_time.unwrap_or(now);
-            meta = refreshed_meta(meta, request_time, now);
-            cache.storage.update_meta(key, meta.clone());
+            meta = refreshed_meta(meta, resp, request_time, now);
+            if matches!(storable(session.req_header(), &meta.header), Storable::Yes) {
+                cache.storage.update_meta(key, meta.clone());
+            } else {
+                // The 304 made it a response a shared cache may not keep (`no-store`,
+                // `private`, ...): this client gets it, nobody after.
+                cache.storage.purge(key.primary);
+            }
             session.cache.write_lock = None;
             let refreshed = Hit {
                 meta: Arc::new(meta),
@@ -643,7 +672,12 @@ fn unreachable_head() -> ResponseHeader {
 
 /// After a `304`: the object is as old as the new response says, and fresh for what
 /// its (updated) head says.
-fn refreshed_meta(mut meta: CacheMeta, request_time: SystemTime, now: SystemTime) -> CacheMeta {
+fn refreshed_meta(
+    mut meta: CacheMeta,
+    not_modified: &ResponseHeader,
+    request_time: SystemTime,
+    now: SystemTime,
+) -> CacheMeta {
     use crate::cache::control::CacheControl;
     use crate::cache::freshness::{corrected_initial_age, freshness_lifetime};
     let cc = CacheControl::from_lines(meta.header.header_values(header::CACHE_CONTROL));
@@ -656,7 +690,8 @@ fn refreshed_meta(mut meta: CacheMeta, request_time: SystemTime, now: SystemTime
     }
     meta.request_time = request_time;
     meta.response_time = now;
-    meta.initial_age = corrected_initial_age(&meta.header, request_time, now);
+    // The age is the 304 exchange's (its `Age` and `Date`), not the stored one's.
+    meta.initial_age = corrected_initial_age(not_modified, request_time, now);
     meta.no_cache = cc.no_cache;
     meta.must_revalidate = crate::cache::freshness::response_forbids_stale(&cc);
     meta
