@@ -143,7 +143,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         // response must be validated on every use, or stale (`must-revalidate`).
         let usable = !forced_expired
             && !hit.meta.no_cache
-            && !(stale && hit.meta.must_revalidate)
+            && (!stale || !hit.meta.must_revalidate)
             && request_allows_stale_or_fresh(&req_cc, age, hit.meta.fresh_for);
         if usable {
             let status = if stale {
