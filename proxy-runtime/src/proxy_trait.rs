@@ -167,7 +167,10 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// The cache key of this request (cache phase). The default is scheme + authority +
     /// path and query.
     fn cache_key_callback(&self, session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
-        Ok(CacheKey::default_for(session.req_header(), false))
+        Ok(CacheKey::default_for(
+            session.req_header(),
+            session.is_downstream_tls(),
+        ))
     }
 
     /// Called on a cache miss (cache phase).

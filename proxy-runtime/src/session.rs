@@ -83,6 +83,8 @@ pub struct Session {
     subrequest_depth: u8,
     /// A copy of the request going to a second destination.
     mirror: Option<crate::proxy::mirror::MirrorHandle>,
+    /// The client connection is TLS (a subrequest inherits its parent's).
+    downstream_tls: bool,
 }
 
 impl Session {
@@ -188,6 +190,7 @@ impl Session {
             ));
         }
         let mut sub = Session::new_subrequest(req, body, body_limit, self.client_addr.clone());
+        sub.downstream_tls = self.downstream_tls;
         sub.subrequest_depth = self.subrequest_depth + 1;
         let sub = runner.run(sub).await;
         match sub.downstream {
@@ -208,6 +211,7 @@ impl Session {
             client_addr,
             server_addr,
             modules: ModuleCtx::default(),
+            downstream_tls: false,
             body_bytes_read: 0,
             body_bytes_sent: 0,
             upstream_tries: 0,
@@ -256,6 +260,16 @@ impl Session {
     /// The local address the client connected to.
     pub fn server_addr(&self) -> Option<&SocketAddress> {
         self.server_addr.as_ref()
+    }
+
+    /// Whether the client's connection is TLS (`https`): part of the default cache key.
+    /// A subrequest answers for the request it was made from.
+    pub fn is_downstream_tls(&self) -> bool {
+        self.downstream_tls
+    }
+
+    pub(crate) fn set_downstream_tls(&mut self, tls: bool) {
+        self.downstream_tls = tls;
     }
 
     /// Whether the downstream speaks HTTP/2.

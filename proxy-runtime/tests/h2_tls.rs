@@ -387,3 +387,86 @@ async fn large_bodies_over_tls_reach_slow_readers_to_the_last_byte() {
         }
     }
 }
+
+/// A proxy that caches every response it may.
+struct CachingProxy {
+    peer: HttpPeer,
+    cache: std::sync::Arc<proxy_runtime::cache::Cache>,
+}
+
+impl proxy_runtime::prelude::ProxyHttp for CachingProxy {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(
+        &self,
+        _s: &mut proxy_runtime::prelude::Session,
+        _c: &mut (),
+    ) -> proxy_runtime::prelude::Result<HttpPeer> {
+        Ok(self.peer.clone())
+    }
+    fn request_cache_filter(
+        &self,
+        session: &mut proxy_runtime::prelude::Session,
+        _c: &mut (),
+    ) -> proxy_runtime::prelude::Result<()> {
+        session.cache.enable(&self.cache);
+        Ok(())
+    }
+}
+
+/// `GET /page` on `io` (HTTP/1.1); the body.
+async fn get_page<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S) -> String {
+    io.write_all(b"GET /page HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = io.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn the_cache_keeps_http_and_https_apart() {
+    // An origin that numbers its answers, each cacheable for a minute.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            n += 1;
+            let body = format!("answer {n}");
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let pki = Pki::new("cache-scheme");
+    let proxy = run_proxy(
+        CachingProxy {
+            peer: HttpPeer::new(origin, false, "").unwrap(),
+            cache: proxy_runtime::cache::Cache::in_memory(1 << 20),
+        },
+        Some(proxy_tls_settings(&pki)),
+        |b| b,
+    )
+    .await;
+    let https = || async {
+        let config = any_cert_client_config(&[b"http/1.1"]);
+        tls_connect(proxy.tls.unwrap(), config, PROXY_NAME)
+            .await
+            .unwrap()
+    };
+    assert_eq!(get_page(tcp(proxy.plain).await).await, "answer 1");
+    // The same URL over https is another resource (the scheme is in the key).
+    assert_eq!(get_page(https().await).await, "answer 2");
+    assert_eq!(get_page(https().await).await, "answer 2");
+    assert_eq!(get_page(tcp(proxy.plain).await).await, "answer 1");
+}

@@ -195,6 +195,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         req.remove_header(header::CONTENT_LENGTH);
         req.remove_header(header::TRANSFER_ENCODING);
         let mut sub = Session::new_subrequest(req, Vec::new(), 0, session.client_addr().cloned());
+        // The same key as the stale object's: the scheme is part of it.
+        sub.set_downstream_tls(session.is_downstream_tls());
         sub.cache.cache = session.cache.cache.clone();
         sub.cache.overrides = session.cache.overrides.clone();
         sub.cache.stale = session.cache.stale.clone();

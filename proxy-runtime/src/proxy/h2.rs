@@ -39,6 +39,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         shutdown: ShutdownWatch,
         client_addr: Option<SocketAddress>,
         server_addr: Option<SocketAddress>,
+        tls: bool,
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -106,6 +107,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     );
                     session.modules = self.modules.build_ctx();
                     session.set_shutdown_watch(shutdown.clone());
+                    session.set_downstream_tls(tls);
                     let proxy = self.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {

@@ -107,7 +107,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if stream.alpn() == Some(b"h2".as_slice()) {
             // Boxed, like every large sub-future here: an idle HTTP/1 connection's task
             // then holds a few hundred bytes instead of the largest state it may reach.
-            return Box::pin(self.serve_h2(stream, shutdown, client_addr, server_addr)).await;
+            return Box::pin(self.serve_h2(stream, shutdown, client_addr, server_addr, true)).await;
         }
         let mut io = ConnIo::new(stream);
         if !io.stream.is_tls() {
@@ -121,7 +121,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 Sniffed::H2 => {
                     let prefix = io.rbuf.split().freeze();
                     let io = Prefixed::new(prefix, io.stream);
-                    return Box::pin(self.serve_h2(io, shutdown, client_addr, server_addr)).await;
+                    return Box::pin(self.serve_h2(io, shutdown, client_addr, server_addr, false))
+                        .await;
                 }
                 Sniffed::Closed => return,
                 Sniffed::H1 => {}
@@ -194,6 +195,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         server_addr: &Option<crate::protocols::SocketAddress>,
         shutdown: &'a ShutdownWatch,
     ) -> std::pin::Pin<Box<impl std::future::Future<Output = Option<ConnIo>> + 'a>> {
+        let tls = h1.is_tls();
         let mut session = Session::new_h1(
             h1,
             client_addr.clone(),
@@ -201,6 +203,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             self.opts.retry_buffer_limit,
         );
         session.modules = self.modules.build_ctx();
+        session.set_downstream_tls(tls);
         session.set_shutdown_watch(shutdown.clone());
         if shutdown.is_shutting_down() {
             session.set_keepalive_off();

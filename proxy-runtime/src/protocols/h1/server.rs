@@ -305,6 +305,11 @@ impl ServerSession {
         self.must_close = true;
     }
 
+    /// Whether the client's connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.io.stream.is_tls()
+    }
+
     /// The connection's I/O, for raw forwarding after an upgrade.
     pub fn io_mut(&mut self) -> &mut ConnIo {
         &mut self.io
