@@ -652,6 +652,22 @@ async fn conditional_requests_and_head_are_answered_from_the_cache() {
 }
 
 #[tokio::test]
+async fn a_304_made_on_a_miss_keeps_the_origin_s_cookie_for_this_client() {
+    let origin = Origin::start(|_, _| {
+        (
+            "HTTP/1.1 200 OK\r\ncache-control: no-store\r\netag: \"e\"\r\nset-cookie: sess=1"
+                .into(),
+            b"payload".to_vec(),
+        )
+    })
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    let r = send(addr, "GET", "/c", &[("if-none-match", "\"e\"")]).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.h("set-cookie"), Some("sess=1"));
+}
+
+#[tokio::test]
 async fn what_must_not_be_stored_is_not() {
     let origin = Origin::start(|req, n| {
         let extra = match req.path.as_str() {

@@ -87,10 +87,14 @@ pub fn weak_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() >= 2 && a.starts_with(b"\"") && a.ends_with(b"\"") && a == b
 }
 
-/// The `304 Not Modified` for a stored `resp` (RFC 9110 §15.4.5): the fields a cache
-/// needs to update its own copy, no body.
+/// The `304 Not Modified` for `resp` (RFC 9110 §15.4.5): the fields a cache needs to
+/// update its own copy, no body — and `Set-Cookie`, which is not metadata of the
+/// representation: when the 304 stands for the origin's answer to this very client
+/// (a conditional request on a miss), its cookie is the client's. A stored head never
+/// has one (see [`NEVER_STORED`]).
 pub fn not_modified_head(resp: &ResponseHeader) -> ResponseHeader {
-    static KEPT: [HeaderName; 8] = [
+    static KEPT: [HeaderName; 9] = [
+        header::SET_COOKIE,
         header::CACHE_CONTROL,
         header::CONTENT_LOCATION,
         header::DATE,
