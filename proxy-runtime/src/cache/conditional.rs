@@ -91,7 +91,7 @@ pub fn weak_eq(a: &[u8], b: &[u8]) -> bool {
 /// update its own copy, no body — and `Set-Cookie`, which is not metadata of the
 /// representation: when the 304 stands for the origin's answer to this very client
 /// (a conditional request on a miss), its cookie is the client's. A stored head never
-/// has one (see [`NEVER_STORED`]).
+/// has one (`NEVER_STORED`).
 pub fn not_modified_head(resp: &ResponseHeader) -> ResponseHeader {
     static KEPT: [HeaderName; 9] = [
         header::SET_COOKIE,
