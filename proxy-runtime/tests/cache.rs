@@ -668,6 +668,35 @@ async fn a_304_made_on_a_miss_keeps_the_origin_s_cookie_for_this_client() {
 }
 
 #[tokio::test]
+async fn failed_preconditions_on_a_hit_are_412() {
+    let origin = Origin::start(|_, _| {
+        (
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\netag: \"e1\"\r\nlast-modified: Tue, 01 Jan 2030 00:00:00 GMT"
+                .into(),
+            b"payload".to_vec(),
+        )
+    })
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    assert_eq!(get(addr, "/p").await.cache(), "miss");
+    let cases: [(&[(&str, &str)], u16); 5] = [
+        (&[("if-match", "\"other\"")], 412),
+        (&[("if-match", "W/\"e1\"")], 412), // If-Match compares strongly
+        (&[("if-match", "\"x\", \"e1\"")], 200),
+        (&[("if-match", "*")], 200),
+        (
+            &[("if-unmodified-since", "Mon, 01 Jan 2029 00:00:00 GMT")],
+            412,
+        ),
+    ];
+    for (headers, status) in cases {
+        let r = send(addr, "GET", "/p", headers).await;
+        assert_eq!((r.status, r.cache()), (status, "hit"), "{headers:?}");
+    }
+    assert_eq!(origin.count("/p"), 1);
+}
+
+#[tokio::test]
 async fn what_must_not_be_stored_is_not() {
     let origin = Origin::start(|req, n| {
         let extra = match req.path.as_str() {

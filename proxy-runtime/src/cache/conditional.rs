@@ -54,6 +54,42 @@ pub fn not_modified(req: &RequestHeader, resp: &ResponseHeader) -> bool {
     lm <= ims
 }
 
+/// Whether the client's `If-Match` / `If-Unmodified-Since` fail against the stored
+/// `resp` (RFC 9110 §13.1.1, §13.1.4, precedence of §13.2.2): then the answer is `412`
+/// instead of the stored response. Preconditions are ignored when the response would
+/// not be a 2xx (§13.2.1).
+pub fn precondition_failed(req: &RequestHeader, resp: &ResponseHeader) -> bool {
+    if !resp.status.is_success() {
+        return false;
+    }
+    let im: Vec<&[u8]> = req
+        .header_values(header::IF_MATCH)
+        .map(|v| v.as_bytes())
+        .collect();
+    if !im.is_empty() {
+        let etag = resp.header(header::ETAG).map(|e| e.as_bytes());
+        let matched = im
+            .iter()
+            .flat_map(|v| entity_tags(v))
+            .any(|t| t == b"*" || etag.is_some_and(|e| strong_eq(t, e)));
+        return !matched;
+    }
+    let (Some(ius), Some(lm)) = (
+        req.header(header::IF_UNMODIFIED_SINCE),
+        resp.header(header::LAST_MODIFIED),
+    ) else {
+        return false;
+    };
+    match (
+        ius.to_str().ok().and_then(parse_http_date),
+        lm.to_str().ok().and_then(parse_http_date),
+    ) {
+        (Some(ius), Some(lm)) => lm > ius,
+        // An invalid date is ignored (§13.1.4).
+        _ => false,
+    }
+}
+
 /// The entity-tags of an `If-None-Match` value (`*`, or a list; commas inside quotes
 /// are part of a tag).
 fn entity_tags(v: &[u8]) -> Vec<&[u8]> {
@@ -73,6 +109,12 @@ fn entity_tags(v: &[u8]) -> Vec<&[u8]> {
     tags.push(v[start..].trim_ascii());
     tags.retain(|t| !t.is_empty());
     tags
+}
+
+/// Strong comparison (RFC 9110 §8.8.3.2): neither tag is weak, and they are equal.
+fn strong_eq(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (a.trim_ascii(), b.trim_ascii());
+    a.len() >= 2 && a.starts_with(b"\"") && a.ends_with(b"\"") && a == b
 }
 
 /// Weak comparison (RFC 9110 §8.8.3.2): the opaque tags are equal, `W/` ignored.

@@ -230,6 +230,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
         resp.remove_header(header::TRANSFER_ENCODING);
         resp.insert_header(header::CONTENT_LENGTH, len.to_string())?;
         set_status_header(session, &mut resp, status)?;
+        if crate::cache::conditional::precondition_failed(session.req_header(), &resp) {
+            // If-Match / If-Unmodified-Since fail against the stored response.
+            let mut head = ResponseHeader::build(412, Some(1))?;
+            head.insert_header(header::CONTENT_LENGTH, "0")?;
+            set_status_header(session, &mut head, status)?;
+            self.inner.response_filter(session, &mut head, ctx).await?;
+            return session.write_response_header(head, true).await;
+        }
         if self.inner.cache_not_modified_filter(session, &resp, ctx)? {
             let mut head = not_modified_head(&resp);
             set_status_header(session, &mut head, status)?;
