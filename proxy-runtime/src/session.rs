@@ -85,6 +85,8 @@ pub struct Session {
     mirror: Option<crate::proxy::mirror::MirrorHandle>,
     /// The client connection is TLS (a subrequest inherits its parent's).
     downstream_tls: bool,
+    /// Interim (1xx) heads relayed for this request.
+    pub(crate) interim_heads: u8,
 }
 
 impl Session {
@@ -212,6 +214,7 @@ impl Session {
             server_addr,
             modules: ModuleCtx::default(),
             downstream_tls: false,
+            interim_heads: 0,
             body_bytes_read: 0,
             body_bytes_sent: 0,
             upstream_tries: 0,

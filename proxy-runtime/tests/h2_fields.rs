@@ -267,3 +267,29 @@ async fn a_204_ends_on_its_headers_frame_without_content_length() {
         "the stream must end with the HEADERS frame"
     );
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_its_idle_timeout() {
+    let (origin, _heads) = recording_origin().await;
+    let mut opts = proxy_runtime::proxy::ProxyOptions::default();
+    opts.h2.idle_timeout = Duration::from_millis(200);
+    let (addr, _proxy) = start_proxy(Fixed(HttpPeer::new(origin, false, "").unwrap()), |b| {
+        b.proxy_options(opts)
+    })
+    .await;
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(sock).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client
+        .send_request(get("a.test").body(()).unwrap(), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    // No stream open any more: after the idle timeout the proxy says GOAWAY and the
+    // connection ends (the bound here is only a safety net).
+    tokio::time::timeout(Duration::from_secs(20), conn)
+        .await
+        .expect("the idle connection was never closed")
+        .unwrap()
+        .unwrap();
+}

@@ -262,6 +262,25 @@ async fn an_interim_response_loses_its_content_length() {
 }
 
 #[tokio::test]
+async fn an_origin_flooding_interim_responses_gets_a_502() {
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    let mut c = Client::connect(addr).await;
+    c.send("GET /interim-flood HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let mut interim = 0;
+    let last = loop {
+        let head = c.read_head().await;
+        if !head.status_line.starts_with("HTTP/1.1 1") {
+            break head;
+        }
+        interim += 1;
+    };
+    assert!(last.status_line.starts_with("HTTP/1.1 502"), "{last:?}");
+    assert!(interim <= 16, "{interim} interim heads relayed");
+    assert_still_serving(addr).await;
+}
+
+#[tokio::test]
 async fn conflicting_content_length_from_the_origin_is_a_502() {
     let (_origin, addr, _proxy) = origin_and_proxy().await;
     let r = get(addr, "/bad-length").await;

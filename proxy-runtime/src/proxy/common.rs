@@ -153,6 +153,17 @@ impl<P: ProxyHttp> HttpProxy<P> {
         ctx: &mut P::CTX,
     ) -> Result<()> {
         if resp.status.is_informational() {
+            // A few interim heads are normal (100, 103); an origin that keeps sending
+            // them would hold the request (each one resets the read timeout) and queue
+            // heads for a client that may not read them.
+            session.interim_heads = session.interim_heads.saturating_add(1);
+            if session.interim_heads > MAX_INTERIM_HEADS {
+                return Err(Error::explain(
+                    ErrorKind::InvalidUpstreamResponse,
+                    ErrorSource::Upstream,
+                    format!("more than {MAX_INTERIM_HEADS} interim (1xx) responses"),
+                ));
+            }
             session.write_response_header(resp, false).await?;
             return session.flush().await;
         }
@@ -319,6 +330,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
         Ok(())
     }
 }
+
+/// Interim (1xx) heads relayed per request before the origin is given up on.
+const MAX_INTERIM_HEADS: u8 = 16;
 
 /// One write to the client.
 enum ClientWrite {

@@ -5,6 +5,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use h2::SendStream;
@@ -68,6 +69,16 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if going_away {
             conn.graceful_shutdown();
         }
+        // Idle connections (no open stream for `idle_timeout`) get a GOAWAY; a client
+        // that does not take even that within the write timeout is dropped. Timers and
+        // the wake-up for "no stream left" live across loop turns.
+        let open = Arc::new(OpenStreams::default());
+        let idle_timeout = self.opts.h2.idle_timeout;
+        let mut idle_timer = std::pin::pin!(tokio::time::sleep(idle_timeout));
+        let mut idle = true;
+        let mut all_done = std::pin::pin!(open.all_done.notified());
+        let mut close_at: Option<tokio::time::Instant> = None;
+        let mut close_timer = std::pin::pin!(tokio::time::sleep(idle_timeout));
         loop {
             let next = tokio::select! {
                 next = conn.accept() => next,
@@ -76,9 +87,32 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     going_away = true;
                     continue;
                 }
+                () = all_done.as_mut(), if !idle => {
+                    all_done.set(open.all_done.notified());
+                    if open.count.load(Ordering::Acquire) == 0 {
+                        idle = true;
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    }
+                    continue;
+                }
+                () = idle_timer.as_mut(), if idle && close_at.is_none() => {
+                    tracing::debug!(client = ?client_addr, "idle HTTP/2 connection: GOAWAY");
+                    conn.graceful_shutdown();
+                    going_away = true;
+                    let at = tokio::time::Instant::now() + self.downstream.write_timeout;
+                    close_at = Some(at);
+                    close_timer.as_mut().reset(at);
+                    continue;
+                }
+                () = close_timer.as_mut(), if close_at.is_some() => {
+                    tracing::debug!(client = ?client_addr, "HTTP/2 connection closed after its GOAWAY");
+                    return;
+                }
             };
             match next {
                 Some(Ok((request, mut respond))) => {
+                    idle = false;
+                    close_at = None;
                     if let Err(why) = check_request(&request) {
                         tracing::info!(
                             client = ?client_addr,
@@ -110,6 +144,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     session.set_downstream_tls(tls);
                     let proxy = self.clone();
                     let shutdown = shutdown.clone();
+                    let open_stream = OpenStream::new(&open);
                     tokio::spawn(async move {
                         // The phases' large state in its own allocation, made in place
                         // at the first poll: the task itself stays small, so spawning
@@ -117,10 +152,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         // from the allocator).
                         crate::boxed::pin_in_place(|| proxy.process_request(session, &shutdown))
                             .await;
+                        drop(open_stream);
                     });
                 }
                 Some(Err(e)) => {
-                    tracing::debug!("HTTP/2 connection error: {e}");
+                    // Protocol violations, floods (CONTINUATION, HPACK, resets) and
+                    // broken transports end here: one line per connection.
+                    tracing::info!(client = ?client_addr, "HTTP/2 connection closed: {e}");
                     return;
                 }
                 None => return,
@@ -434,4 +472,30 @@ fn poll_head(
         Poll::Ready(None) | Poll::Pending => {}
     }
     std::pin::Pin::new(response).poll(cx).map(OriginHead::Final)
+}
+
+/// The streams of one client connection still being served, and a wake-up for the
+/// connection's task when the last one ends (the idle timeout starts then).
+#[derive(Default)]
+struct OpenStreams {
+    count: AtomicUsize,
+    all_done: tokio::sync::Notify,
+}
+
+/// One open stream, counted while it lives.
+struct OpenStream(Arc<OpenStreams>);
+
+impl OpenStream {
+    fn new(open: &Arc<OpenStreams>) -> Self {
+        open.count.fetch_add(1, Ordering::AcqRel);
+        OpenStream(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_done.notify_one();
+        }
+    }
 }

@@ -232,9 +232,11 @@ enum Sniffed {
     Closed,
 }
 
-/// Read until the bytes either are the HTTP/2 preface or cannot be. What was read stays
-/// in the buffer for whichever protocol serves the connection.
+/// Read until the bytes either are the HTTP/2 preface or cannot be, within `wait` for
+/// the whole preface (not per read: a client trickling it a byte at a time gets no more
+/// time). What was read stays in the buffer for whichever protocol serves the connection.
 async fn sniff_h2c(io: &mut ConnIo, wait: Duration) -> Sniffed {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let n = io.rbuf.len().min(PREFACE.len());
         if io.rbuf[..n] != PREFACE[..n] {
@@ -246,7 +248,7 @@ async fn sniff_h2c(io: &mut ConnIo, wait: Duration) -> Sniffed {
         if io.eof {
             return Sniffed::Closed;
         }
-        match lazy_timeout(wait, io.fill(None)).await {
+        match tokio::time::timeout_at(deadline, io.fill(None)).await {
             Ok(Ok(_)) => {}
             _ => return Sniffed::Closed,
         }

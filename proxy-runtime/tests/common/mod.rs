@@ -608,6 +608,15 @@ async fn serve_origin_conn(st: &OriginState, sock: TcpStream, conn: usize) -> io
                     .write_all(b"HTTP/1.1 200\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nok")
                     .await?;
             }
+            "/interim-flood" => {
+                // Far more interim heads than any real origin sends.
+                let mut heads = Vec::new();
+                for _ in 0..40 {
+                    heads.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
+                }
+                heads.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal");
+                c.sock.write_all(&heads).await?;
+            }
             "/interim-with-length" => {
                 // An interim head without a reason, carrying a Content-Length it must
                 // not have (RFC 9110 §8.6), then the final response.

@@ -29,7 +29,9 @@ pub struct H2Options {
     /// Streams the proxy resets because of client errors before the connection is
     /// closed (default 256).
     pub max_local_error_reset_streams: usize,
-    /// Data buffered per stream for sending (default 1 MiB).
+    /// Data buffered per stream for sending (default 256 KiB, a stream window's worth):
+    /// what a client that reads nothing can make the proxy hold is this times
+    /// `max_concurrent_streams`.
     pub max_send_buffer_size: usize,
     /// How long an idle connection (no open stream) is kept (default 60 s).
     pub idle_timeout: Duration,
@@ -44,7 +46,7 @@ impl Default for H2Options {
             max_header_list_size: 64 << 10,
             max_pending_accept_reset_streams: 64,
             max_local_error_reset_streams: 256,
-            max_send_buffer_size: 1 << 20,
+            max_send_buffer_size: 256 << 10,
             idle_timeout: Duration::from_secs(60),
         }
     }
