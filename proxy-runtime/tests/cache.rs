@@ -697,6 +697,66 @@ async fn failed_preconditions_on_a_hit_are_412() {
 }
 
 #[tokio::test]
+async fn an_endless_body_is_not_drained_once_the_client_left_and_the_fill_stopped() {
+    // An origin streaming a cacheable chunked body until its writes fail.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stopped.clone();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await;
+        let head =
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n";
+        if sock.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+        while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+        flag.store(true, Ordering::SeqCst);
+    });
+    // The client leaves while the fill goes on; the fill is abandoned later, past the
+    // largest object the cache takes (4 MiB of this 64 MiB cache).
+    let cache = Cache::in_memory(64 << 20);
+    let service = HttpProxyServiceBuilder::new(Caching {
+        origin: origin_addr,
+        cache,
+    })
+    .build();
+    let listener = Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".into()))
+        .await
+        .unwrap();
+    let addr = *listener.local_addr().unwrap().as_inet().unwrap();
+    tokio::spawn(HttpProxyService::serve_listener(
+        service.proxy().clone(),
+        listener,
+        ShutdownWatch::never(),
+        Arc::new(ConnectionTracker::default()),
+    ));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 64 << 10];
+    let mut total = 0;
+    while total < got.len() {
+        total += client.read(&mut got[total..]).await.unwrap();
+    }
+    drop(client);
+    // The proxy stops reading the origin, whose writes then fail (the bound is only a
+    // safety net).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !stopped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the proxy kept draining the origin for nobody");
+}
+
+#[tokio::test]
 async fn what_must_not_be_stored_is_not() {
     let origin = Origin::start(|req, n| {
         let extra = match req.path.as_str() {

@@ -524,14 +524,27 @@ impl<P: ProxyHttp> HttpProxy<P> {
     }
 
     /// A piece of the origin's body: into the fill, and what of it the client gets.
-    pub(super) fn cache_body_piece(&self, session: &mut Session, data: &Bytes) -> Vec<Bytes> {
+    pub(super) fn cache_body_piece(
+        &self,
+        session: &mut Session,
+        data: &Bytes,
+    ) -> Result<Vec<Bytes>> {
         if let Some(fill) = &mut session.cache.fill
             && fill.write(data.clone()) == Err(FillError::TooLarge)
         {
             tracing::debug!("response grew too large for the cache: not stored");
             session.cache.abandon_fill();
         }
-        match &mut session.cache.client {
+        if session.cache.client_gone && session.cache.fill.is_none() {
+            // Nobody reads the response and it is no longer being stored: stop reading
+            // the origin (an endless body would otherwise be drained to its end).
+            return Err(Error::explain(
+                crate::ErrorKind::ConnectionClosed,
+                crate::ErrorSource::Downstream,
+                "the client left and the response is no longer being stored",
+            ));
+        }
+        Ok(match &mut session.cache.client {
             ClientView::Whole => vec![data.clone()],
             ClientView::Nothing => Vec::new(),
             ClientView::Ranges(rb) => {
@@ -539,7 +552,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 rb.push(data.clone(), &mut out);
                 out
             }
-        }
+        })
     }
 
     /// The origin's response is complete: store it. Returns the last pieces for the

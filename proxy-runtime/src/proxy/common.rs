@@ -233,7 +233,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             .upstream_response_body_filter(session, &mut body, false, ctx)?;
         if session.cache.enabled() {
             let Some(data) = body else { return Ok(()) };
-            for piece in self.cache_body_piece(session, &data) {
+            for piece in self.cache_body_piece(session, &data)? {
                 self.relay_to_client(session, piece, ctx).await?;
             }
             return Ok(());

@@ -55,6 +55,8 @@ pub struct ServerSession {
     encoder: BodyEncoder,
     resp_finished: bool,
     must_close: bool,
+    /// A write to the client failed or timed out: nothing more is written to it.
+    write_failed: bool,
     /// Requests served on this connection before this one.
     served: u64,
     /// Response body bytes that went to the socket by `splice(2)`.
@@ -206,6 +208,7 @@ impl ServerSession {
             encoder: BodyEncoder::Empty,
             resp_finished: false,
             must_close: max_reached,
+            write_failed: false,
             served,
             spliced: 0,
         }
@@ -534,6 +537,7 @@ impl ServerSession {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.must_close = true;
+                self.write_failed = true;
                 Err(io_error(
                     e,
                     ErrorSource::Downstream,
@@ -543,6 +547,7 @@ impl ServerSession {
             }
             Err(_) => {
                 self.must_close = true;
+                self.write_failed = true;
                 Err(Error::explain(
                     ErrorKind::WriteTimedout,
                     ErrorSource::Downstream,
@@ -569,6 +574,11 @@ impl ServerSession {
         if self.is_reusable() {
             // Any queued bytes were flushed by `finish_response`.
             return Some(self.io);
+        }
+        if self.write_failed {
+            // The client already took longer than the write timeout (or is gone): no
+            // second wait to flush what it would not take. Dropping closes the socket.
+            return None;
         }
         if !self.decoder.is_done() && !self.io.eof {
             // Unread request body: close gracefully so the response survives.
