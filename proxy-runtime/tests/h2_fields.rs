@@ -293,3 +293,62 @@ async fn an_idle_http2_connection_is_closed_after_its_idle_timeout() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_client_resetting_the_streams_it_opened_is_cut_off() {
+    // An origin that takes requests and never answers: every stream stays in flight
+    // until the client resets it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let (addr, _proxy) = start_proxy(Fixed(HttpPeer::new(origin, false, "").unwrap()), |b| b).await;
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(sock).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client;
+    let mut sent = 0;
+    for i in 0..300 {
+        let Ok(ready) = client.clone().ready().await else {
+            break;
+        };
+        client = ready;
+        let Ok((_response, mut stream)) =
+            client.send_request(get("a.test").body(()).unwrap(), false)
+        else {
+            break;
+        };
+        sent += 1;
+        // Wait until the proxy took the stream on (its request reached the origin),
+        // then cancel it: a reset the h2 crate's own guard does not see.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while seen.load(std::sync::atomic::Ordering::SeqCst) <= i
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(20), conn)
+        .await
+        .expect("the connection was never closed")
+        .unwrap();
+    let e = ended.expect_err("the connection ended cleanly");
+    assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e}");
+    assert!(sent < 300, "all 300 streams were accepted");
+}

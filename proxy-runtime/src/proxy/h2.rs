@@ -79,6 +79,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         let mut all_done = std::pin::pin!(open.all_done.notified());
         let mut close_at: Option<tokio::time::Instant> = None;
         let mut close_timer = std::pin::pin!(tokio::time::sleep(idle_timeout));
+        let mut accepted = 0usize;
         loop {
             let next = tokio::select! {
                 next = conn.accept() => next,
@@ -121,7 +122,22 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         respond.send_reset(h2::Reason::PROTOCOL_ERROR);
                         continue;
                     }
-                    let stream = match H2ServerSession::new(
+                    accepted += 1;
+                    let resets = open.client_resets.load(Ordering::Relaxed);
+                    if resets >= MAX_PREMATURE_RESETS && resets * 2 > accepted {
+                        // Rapid reset (CVE-2023-44487) with streams the proxy had
+                        // already taken on: most of them cancelled before their answer.
+                        tracing::info!(
+                            client = ?client_addr,
+                            resets,
+                            streams = accepted,
+                            "HTTP/2 client resets most of its streams: closing the connection"
+                        );
+                        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let mut stream = match H2ServerSession::new(
                         request,
                         respond,
                         self.downstream.write_timeout,
@@ -133,6 +149,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                             continue;
                         }
                     };
+                    stream.count_client_resets(open.client_resets_counter());
                     let mut session = Session::new_h2(
                         Box::new(stream),
                         client_addr.clone(),
@@ -480,7 +497,21 @@ fn poll_head(
 struct OpenStreams {
     count: AtomicUsize,
     all_done: tokio::sync::Notify,
+    /// Streams the client reset before their response completed.
+    client_resets: Arc<AtomicUsize>,
 }
+
+impl OpenStreams {
+    fn client_resets_counter(&self) -> Arc<AtomicUsize> {
+        self.client_resets.clone()
+    }
+}
+
+/// Streams a client may reset before their answers before its connection is closed
+/// with `ENHANCE_YOUR_CALM`, when they are also most of its streams. The `h2` crate's
+/// own guard (`max_pending_accept_reset_streams`) sees only streams reset before the
+/// proxy took them; small batches of HEADERS + RST_STREAM get past it.
+const MAX_PREMATURE_RESETS: usize = 100;
 
 /// One open stream, counted while it lives.
 struct OpenStream(Arc<OpenStreams>);

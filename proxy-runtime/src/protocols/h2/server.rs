@@ -65,6 +65,9 @@ pub struct H2ServerSession {
     /// stream when the end comes next (one DATA frame with END_STREAM instead of two
     /// frames), or at the next write or flush. The proxy flushes before it waits.
     held: Option<Bytes>,
+    /// Where to count a reset by the client before the response completed (the
+    /// connection's rapid-reset guard).
+    client_resets: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
     finished: bool,
     write_timeout: Duration,
     body_read_timeout: Duration,
@@ -199,6 +202,7 @@ impl H2ServerSession {
             respond,
             send: None,
             held: None,
+            client_resets: None,
             resp: None,
             finished: false,
             write_timeout,
@@ -538,10 +542,29 @@ impl H2ServerSession {
         self.finished = true;
     }
 
+    /// Count into `counter` whether the client resets this stream before its response
+    /// completes.
+    pub(crate) fn count_client_resets(
+        &mut self,
+        counter: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        self.client_resets = Some(counter);
+    }
+
     /// End of the exchange: a stream never carries another request. A response that
     /// did not complete is reset rather than left hanging.
     pub fn finish(mut self) {
         if !self.finished {
+            if let Some(counter) = &self.client_resets {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let reset = match self.send.as_mut() {
+                    Some(s) => s.poll_reset(&mut cx),
+                    None => self.respond.poll_reset(&mut cx),
+                };
+                if matches!(reset, std::task::Poll::Ready(Ok(_))) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             self.reset(true);
         }
     }
