@@ -689,3 +689,15 @@ async fn framing_headers_named_in_connection_do_not_desynchronise_the_origin() {
     }
     assert!(reqs.iter().all(|r| r.path() != "/smuggled"));
 }
+
+#[tokio::test]
+async fn a_request_line_of_exactly_the_limit_is_accepted_and_one_more_byte_is_414() {
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    // `GET /a…a HTTP/1.1` of 8 KiB, the default `max_request_line`, CRLF not counted.
+    let line = |len: usize| format!("GET /echo?{} HTTP/1.1", "a".repeat(len - 19));
+    assert_eq!(line(8192).len(), 8192);
+    let r = request(addr, &format!("{}\r\nHost: test\r\n\r\n", line(8192))).await;
+    assert_eq!(r.status(), 200);
+    let r = request(addr, &format!("{}\r\nHost: test\r\n\r\n", line(8193))).await;
+    assert_eq!(r.status(), 414);
+}

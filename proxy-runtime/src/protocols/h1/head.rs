@@ -327,13 +327,21 @@ fn check_partial_request(buf: &[u8], limits: &HeadLimits) -> Result<(), HeadErro
     Ok(())
 }
 
+/// The length of the request line, its CRLF (or bare LF) not counted, once its end has
+/// arrived.
 fn memchr_newline(buf: &[u8]) -> Option<usize> {
     // Skip the empty lines a client may send before the request line (RFC 9112 §2.2).
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    buf[start..].iter().position(|&b| b == b'\n')
+    let line = &buf[start..];
+    let n = line.iter().position(|&b| b == b'\n')?;
+    Some(if n > 0 && line[n - 1] == b'\r' {
+        n - 1
+    } else {
+        n
+    })
 }
 
 fn request_line_len(buf: &[u8]) -> usize {
