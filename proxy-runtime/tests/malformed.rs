@@ -701,3 +701,31 @@ async fn a_request_line_of_exactly_the_limit_is_accepted_and_one_more_byte_is_41
     let r = request(addr, &format!("{}\r\nHost: test\r\n\r\n", line(8193))).await;
     assert_eq!(r.status(), 414);
 }
+
+#[tokio::test]
+async fn the_first_head_is_due_within_the_header_timeout_of_the_connection_s_start() {
+    let origin = Origin::start().await;
+    let (addr, _proxy) = start_proxy(TestProxy::new(origin.addr), |b| {
+        b.header_read_timeout(Duration::from_millis(400))
+    })
+    .await;
+    let mut c = Client::connect(addr).await;
+    // Silent for most of the timeout, then a byte at a time: each read comes well
+    // within the timeout, and the head would be complete within the timeout of its
+    // first byte, but not of the connection's start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = "GET /echo HTTP/1.1\r\nHost: test\r\n\r\n";
+    let mut cut = false;
+    for b in head.bytes() {
+        if c.try_send(&[b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !cut {
+        let r = c.read_response().await;
+        assert_eq!(r.head.status_line, "HTTP/1.1 408 Request Timeout");
+    }
+    assert_eq!(origin.accepts(), 0, "the late head reached the origin");
+}

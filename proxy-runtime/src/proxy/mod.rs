@@ -28,7 +28,7 @@ use crate::protocols::h1::io::ConnIo;
 use crate::protocols::h1::server::{ReadOutcome, read_request};
 use crate::protocols::h1::{H1ServerOptions, HeadLimits};
 use crate::protocols::h2::{H2Options, PREFACE};
-use crate::protocols::timeout::lazy_timeout;
+use crate::protocols::timeout::{lazy_timeout, lazy_timeout_at};
 use crate::proxy_trait::ProxyHttp;
 use crate::server::ShutdownWatch;
 use crate::session::Session;
@@ -110,11 +110,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
             return Box::pin(self.serve_h2(stream, shutdown, client_addr, server_addr, true)).await;
         }
         let mut io = ConnIo::new(stream);
+        // The first request's head (and an h2c preface) must be complete within the
+        // header timeout of the connection's start, however the bytes trickle in.
+        let first_head_by = tokio::time::Instant::now() + self.downstream.header_read_timeout;
         if !io.stream.is_tls() {
             // Cleartext: HTTP/2 with prior knowledge (h2c) starts with its preface.
             let sniffed = tokio::select! {
                 biased;
-                s = sniff_h2c(&mut io, self.downstream.header_read_timeout) => s,
+                s = sniff_h2c(&mut io, first_head_by) => s,
                 () = shutdown.wait() => return,
             };
             match sniffed {
@@ -141,14 +144,16 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 // in their own allocation below, so an idle connection's task does not
                 // carry the larger state a partly received head needs.
                 io.release_buffers();
-                let wait = if served == 0 {
-                    self.downstream.header_read_timeout
-                } else {
-                    self.downstream.keepalive_timeout
-                };
                 let readable = tokio::select! {
                     biased;
-                    r = lazy_timeout(wait, io.stream.readable()) => matches!(r, Ok(Ok(()))),
+                    r = async {
+                        if served == 0 {
+                            lazy_timeout_at(first_head_by, io.stream.readable()).await
+                        } else {
+                            lazy_timeout(self.downstream.keepalive_timeout, io.stream.readable())
+                                .await
+                        }
+                    } => matches!(r, Ok(Ok(()))),
                     () = &mut shutdown_wait => return,
                 };
                 if !readable {
@@ -156,7 +161,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 }
             }
             let reading = crate::boxed::pin_in_place(|| {
-                read_request(io, &self.downstream, served, client_addr.as_ref())
+                let head_by = (served == 0).then_some(first_head_by);
+                read_request(io, &self.downstream, served, client_addr.as_ref(), head_by)
             });
             let outcome = tokio::select! {
                 biased;
@@ -232,11 +238,10 @@ enum Sniffed {
     Closed,
 }
 
-/// Read until the bytes either are the HTTP/2 preface or cannot be, within `wait` for
+/// Read until the bytes either are the HTTP/2 preface or cannot be, by `deadline` for
 /// the whole preface (not per read: a client trickling it a byte at a time gets no more
 /// time). What was read stays in the buffer for whichever protocol serves the connection.
-async fn sniff_h2c(io: &mut ConnIo, wait: Duration) -> Sniffed {
-    let deadline = tokio::time::Instant::now() + wait;
+async fn sniff_h2c(io: &mut ConnIo, deadline: tokio::time::Instant) -> Sniffed {
     loop {
         let n = io.rbuf.len().min(PREFACE.len());
         if io.rbuf[..n] != PREFACE[..n] {

@@ -67,12 +67,15 @@ pub struct ServerSession {
 ///
 /// `served` is the number of requests already answered on this connection (0 for a new
 /// connection): the first request is waited for with the header timeout, later ones with
-/// the keep-alive timeout.
+/// the keep-alive timeout. `head_by`, when given, is when the head must be complete
+/// (the first request's: the header timeout from the connection's start); otherwise it
+/// must be complete within the header timeout of its first byte.
 pub async fn read_request(
     mut io: ConnIo,
     opts: &Arc<H1ServerOptions>,
     served: u64,
     peer: Option<&SocketAddress>,
+    head_by: Option<Instant>,
 ) -> ReadOutcome {
     // The client's address, for log lines (formatted only when one is written).
     let peer = tracing::field::display(PeerLabel(peer));
@@ -83,14 +86,18 @@ pub async fn read_request(
         } else {
             opts.keepalive_timeout
         };
-        match lazy_timeout(wait, io.stream.readable()).await {
+        let readable = match head_by {
+            Some(at) => lazy_timeout_at(at, io.stream.readable()).await,
+            None => lazy_timeout(wait, io.stream.readable()).await,
+        };
+        match readable {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return ReadOutcome::Closed,
         }
     }
-    // The head must be complete within the header timeout from here; the clock is
-    // only read if the head is not already complete in the buffer.
-    let mut deadline: Option<Instant> = None;
+    // The head must be complete within the header timeout from here (or by `head_by`);
+    // the clock is only read if the head is not already complete in the buffer.
+    let mut deadline: Option<Instant> = head_by;
     loop {
         match head::parse_request(&mut io.rbuf, &opts.head) {
             Ok(Some(parsed)) => {
