@@ -145,9 +145,13 @@ impl ProxyHttp for Caching {
 }
 
 async fn proxy(origin: &Origin) -> (SocketAddr, Arc<Cache>) {
-    let cache = Cache::in_memory(64 << 20);
+    caching_proxy(origin.addr, Cache::in_memory(64 << 20)).await
+}
+
+/// A caching proxy in front of `origin`, storing into `cache`.
+async fn caching_proxy(origin: SocketAddr, cache: Arc<Cache>) -> (SocketAddr, Arc<Cache>) {
     let service = HttpProxyServiceBuilder::new(Caching {
-        origin: origin.addr,
+        origin,
         cache: cache.clone(),
     })
     .build();
@@ -718,22 +722,7 @@ async fn an_endless_body_is_not_drained_once_the_client_left_and_the_fill_stoppe
     });
     // The client leaves while the fill goes on; the fill is abandoned later, past the
     // largest object the cache takes (4 MiB of this 64 MiB cache).
-    let cache = Cache::in_memory(64 << 20);
-    let service = HttpProxyServiceBuilder::new(Caching {
-        origin: origin_addr,
-        cache,
-    })
-    .build();
-    let listener = Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".into()))
-        .await
-        .unwrap();
-    let addr = *listener.local_addr().unwrap().as_inet().unwrap();
-    tokio::spawn(HttpProxyService::serve_listener(
-        service.proxy().clone(),
-        listener,
-        ShutdownWatch::never(),
-        Arc::new(ConnectionTracker::default()),
-    ));
+    let (addr, _) = caching_proxy(origin_addr, Cache::in_memory(64 << 20)).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET /endless HTTP/1.1\r\nHost: test\r\n\r\n")

@@ -139,6 +139,23 @@ async fn h2_origin(sock: TcpStream, go: &Notify) {
     driver.abort();
 }
 
+/// Read from `sock` into `got` until it holds `mark` (at its end, with `at_end`).
+async fn read_until(sock: &mut TcpStream, got: &mut Vec<u8>, mark: &[u8], at_end: bool) {
+    let mut buf = [0u8; 4096];
+    let done = |got: &[u8]| {
+        if at_end {
+            got.ends_with(mark)
+        } else {
+            got.windows(mark.len()).any(|w| w == mark)
+        }
+    };
+    while !done(got) {
+        let n = sock.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the peer closed the connection: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Wait for `what`, failing with a clear message if it never comes.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PIECE_WAIT, f)
@@ -153,22 +170,13 @@ async fn h1_client(addr: SocketAddr, go: &Notify) {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
     within("`first`", async {
-        while !got.windows(6).any(|w| w == b"first\n") {
-            let n = sock.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the proxy closed the connection: {got:?}");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut sock, &mut got, b"first\n", false).await;
     })
     .await;
     go.notify_one();
     within("`second` and the end", async {
-        while !got.ends_with(b"0\r\n\r\n") {
-            let n = sock.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the proxy closed the connection: {got:?}");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut sock, &mut got, b"0\r\n\r\n", true).await;
     })
     .await;
     let text = String::from_utf8_lossy(&got);
@@ -220,13 +228,8 @@ async fn paced_piece_goes_before_the_pause(down: Down) {
                 .await
                 .unwrap();
             let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
             within("`first`", async {
-                while !got.windows(6).any(|w| w == b"first\n") {
-                    let n = sock.read(&mut buf).await.unwrap();
-                    assert!(n > 0, "the proxy closed the connection: {got:?}");
-                    got.extend_from_slice(&buf[..n]);
-                }
+                read_until(&mut sock, &mut got, b"first\n", false).await;
             })
             .await;
         }
@@ -320,25 +323,16 @@ async fn start_upload_origin(up: Up, got: Arc<Notify>) -> SocketAddr {
 async fn h1_upload_origin(mut sock: TcpStream, got: &Notify) {
     // The raw bytes (head and chunked framing included) are enough to spot the pieces.
     let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.windows(6).any(|w| w == b"first\n") {
-        let n = sock.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the proxy closed the upstream connection: {raw:?}");
-        raw.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut sock, &mut raw, b"first\n", false).await;
     got.notify_one();
-    while !raw.ends_with(b"0\r\n\r\n") {
-        let n = sock.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the proxy closed the upstream connection: {raw:?}");
-        raw.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut sock, &mut raw, b"0\r\n\r\n", true).await;
     let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
     assert!(text.contains("transfer-encoding: chunked"), "{text}");
     assert!(text.contains("second\n"), "{text}");
     sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         .await
         .unwrap();
-    let _ = sock.read(&mut buf).await;
+    let _ = sock.read(&mut [0u8; 64]).await;
 }
 
 async fn h2_upload_origin(sock: TcpStream, got: &Notify) {
@@ -380,13 +374,8 @@ async fn h1_uploader(addr: SocketAddr, got: &Notify) {
     within("the upload's `first` (at the origin)", got.notified()).await;
     sock.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n").await.unwrap();
     let mut got_back = Vec::new();
-    let mut buf = [0u8; 4096];
     within("the response", async {
-        while !got_back.windows(2).any(|w| w == b"ok") {
-            let n = sock.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the proxy closed the connection: {got_back:?}");
-            got_back.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut sock, &mut got_back, b"ok", false).await;
     })
     .await;
     assert!(got_back.starts_with(b"HTTP/1.1 200"));
