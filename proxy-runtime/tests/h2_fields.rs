@@ -285,6 +285,11 @@ async fn an_idle_http2_connection_is_closed_after_its_idle_timeout() {
         .send_request(get("a.test").body(()).unwrap(), true)
         .unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
+    // A stream refused at once (malformed) does not count as activity either.
+    let mut client = client.ready().await.unwrap();
+    let bad = get("a.test").header("host", "b.test").body(()).unwrap();
+    let (response, _) = client.send_request(bad, true).unwrap();
+    assert!(response.await.is_err());
     // No stream open any more: after the idle timeout the proxy says GOAWAY and the
     // connection ends (the bound here is only a safety net).
     tokio::time::timeout(Duration::from_secs(20), conn)

@@ -112,8 +112,6 @@ impl<P: ProxyHttp> HttpProxy<P> {
             };
             match next {
                 Some(Ok((request, mut respond))) => {
-                    idle = false;
-                    close_at = None;
                     if let Err(why) = check_request(&request) {
                         tracing::info!(
                             client = ?client_addr,
@@ -161,7 +159,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     session.set_downstream_tls(tls);
                     let proxy = self.clone();
                     let shutdown = shutdown.clone();
+                    // A stream is open: not idle (nor closing) until the last one ends.
                     let open_stream = OpenStream::new(&open);
+                    idle = false;
+                    close_at = None;
                     tokio::spawn(async move {
                         // The phases' large state in its own allocation, made in place
                         // at the first poll: the task itself stays small, so spawning
