@@ -293,6 +293,24 @@ async fn websocket_upgrade_tunnels_raw_bytes_after_the_origins_101() {
 }
 
 #[tokio::test]
+async fn a_101_to_a_protocol_the_client_did_not_offer_is_a_502() {
+    let (_origin, addr, _proxy) = origin_and_proxy().await;
+    let mut c = Client::connect(addr).await;
+    // The origin switches to `websocket` whatever was offered.
+    c.send("GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: foo/1\r\n\r\n")
+        .await;
+    let head = c.read_head().await;
+    assert_eq!(head.status, 502, "{}", head.raw);
+    // Offered in another case, with a version: accepted.
+    let mut c = Client::connect(addr).await;
+    c.send(
+        "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: WebSocket/13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(c.read_head().await.status, 101);
+}
+
+#[tokio::test]
 async fn upgrade_refused_by_the_origin_is_not_tunnelled() {
     let (origin, addr, _proxy) = origin_and_proxy().await;
     let mut c = Client::connect(addr).await;

@@ -152,6 +152,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
                                 "101 Switching Protocols to a request that did not ask to upgrade",
                             ));
                         }
+                        if !switches_to_offered(session.req_header(), &resp) {
+                            return Err(Error::explain(
+                                ErrorKind::InvalidUpstreamResponse,
+                                ErrorSource::Upstream,
+                                "101 Switching Protocols to a protocol the client did not offer",
+                            ));
+                        }
                         strip_hop_by_hop(resp.fields_mut(), true);
                         self.inner
                             .upstream_response_filter(session, &mut resp, ctx)
@@ -274,7 +281,39 @@ async fn next_event_within(
     }
 }
 
-/// Relay raw bytes both ways until both sides closed or nothing moved for `idle`.
+/// Whether a `101` names, in its `Upgrade`, only protocols the request offered (RFC
+/// 9110 §7.8: a server must not switch to one the client did not ask for; §15.2.2: a
+/// 101 must say which). Names compare without case; a version, when the response gives
+/// one, must match too.
+fn switches_to_offered(
+    req: &crate::http::RequestHeader,
+    resp: &crate::http::ResponseHeader,
+) -> bool {
+    let tokens = |v: &http::HeaderValue| -> Vec<String> {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let offered: Vec<String> = req
+        .header_values(header::UPGRADE)
+        .flat_map(tokens)
+        .collect();
+    let chosen: Vec<String> = resp
+        .header_values(header::UPGRADE)
+        .flat_map(tokens)
+        .collect();
+    !chosen.is_empty()
+        && chosen.iter().all(|c| {
+            offered
+                .iter()
+                .any(|o| o == c || (!c.contains('/') && o.split('/').next() == Some(c.as_str())))
+        })
+}
+
+/// Relay raw bytes both ways until both sides closed or nothing moved for `idle`
+/// (a side that takes nothing for that long ends the tunnel too).
 async fn tunnel(down: &mut ConnIo, mut up: ConnIo, idle: Duration) {
     // Bytes that arrived early on either side go first.
     if !down.rbuf.is_empty() {
@@ -286,7 +325,11 @@ async fn tunnel(down: &mut ConnIo, mut up: ConnIo, idle: Duration) {
     let mut down_open = !down.eof;
     let mut up_open = !up.eof;
     loop {
-        if up.flush().await.is_err() || down.flush().await.is_err() {
+        let flushed = timeout(idle, async {
+            up.flush().await.is_ok() && down.flush().await.is_ok()
+        })
+        .await;
+        if flushed != Ok(true) {
             return;
         }
         if !down_open && !up_open {
