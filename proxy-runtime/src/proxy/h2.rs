@@ -147,7 +147,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                             continue;
                         }
                     };
-                    stream.count_client_resets(open.client_resets_counter());
+                    stream.count_client_resets(open.client_resets.clone());
                     let mut session = Session::new_h2(
                         Box::new(stream),
                         client_addr.clone(),
@@ -500,12 +500,6 @@ struct OpenStreams {
     all_done: tokio::sync::Notify,
     /// Streams the client reset before their response completed.
     client_resets: Arc<AtomicUsize>,
-}
-
-impl OpenStreams {
-    fn client_resets_counter(&self) -> Arc<AtomicUsize> {
-        self.client_resets.clone()
-    }
 }
 
 /// Streams a client may reset before their answers before its connection is closed
