@@ -381,6 +381,41 @@ async fn a_304_that_forbids_storing_ends_the_stored_copy() {
 }
 
 #[tokio::test]
+async fn a_304_for_another_entity_tag_is_fetched_again_in_full() {
+    // The origin moved to "v2" but answers `If-None-Match: "v1"` with a 304 for "v2"
+    // (a broken or load-balanced origin): that 304 says nothing about the body the
+    // cache holds (RFC 9111 §4.3.4).
+    let origin = Origin::start(|req, n| {
+        if req.headers.contains_key("if-none-match") {
+            return (
+                "HTTP/1.1 304 Not Modified\r\ncache-control: max-age=60\r\netag: \"v2\"".into(),
+                Vec::new(),
+            );
+        }
+        let tag = if n == 1 { "v1" } else { "v2" };
+        (
+            format!("HTTP/1.1 200 OK\r\ncache-control: max-age=0\r\netag: \"{tag}\""),
+            format!("body {tag}").into_bytes(),
+        )
+    })
+    .await;
+    let (addr, _) = proxy(&origin).await;
+    assert_eq!(get(addr, "/x").await.text(), "body v1");
+    let r = get(addr, "/x").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "body v2"));
+    assert_eq!(r.h("etag"), Some("\"v2\""));
+    assert_eq!(
+        origin.count("/x"),
+        3,
+        "revalidation, then one fetch in full"
+    );
+    assert_eq!(origin.last("/x").headers.get("if-none-match"), None);
+    // What the full fetch brought is what is stored now, and it revalidates normally.
+    let r = get(addr, "/x").await;
+    assert_eq!((r.cache(), r.text().as_str()), ("revalidated", "body v2"));
+}
+
+#[tokio::test]
 async fn the_age_after_a_304_is_the_304_exchange_s() {
     let origin = revalidating_origin("\r\nage: 50", "\r\ncache-control: max-age=60").await;
     let (addr, _) = proxy(&origin).await;

@@ -168,6 +168,27 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, revalidating: Option<&R
     }
 }
 
+/// Whether a `304` from revalidation stands for a representation other than the stored
+/// one (RFC 9111 §4.3.4): it carries an entity-tag the stored response does not match
+/// (strongly, when the 304's tag is strong). Such a 304 must not update the stored
+/// response; it says nothing about the body the cache holds. A 304 without a tag is
+/// taken to be about the stored response (origins often leave validators out).
+pub fn names_other_representation(stored: &ResponseHeader, not_modified: &ResponseHeader) -> bool {
+    let Some(new) = not_modified.header(header::ETAG) else {
+        return false;
+    };
+    let new = new.as_bytes();
+    let weak = new.trim_ascii().starts_with(b"W/");
+    !stored.header(header::ETAG).is_some_and(|old| {
+        let old = old.as_bytes();
+        if weak {
+            weak_eq(old, new)
+        } else {
+            strong_eq(old, new)
+        }
+    })
+}
+
 /// Fields of a `304` that do not update the stored response (RFC 9111 §3.2).
 static NOT_UPDATED: [HeaderName; 5] = [
     header::CONTENT_LENGTH,
@@ -309,6 +330,25 @@ mod tests {
             Some("Mon, 01 Jan 2024 00:00:00 GMT")
         );
         assert_eq!(r.header_str("accept"), Some("*/*"));
+    }
+
+    #[test]
+    fn a_304_with_another_entity_tag_names_another_representation() {
+        let stored = resp(&[("etag", "\"v1\"")]);
+        let other = |tag: &str| names_other_representation(&stored, &resp(&[("etag", tag)]));
+        assert!(!other("\"v1\""));
+        assert!(!other("W/\"v1\""), "a weak tag compares weakly");
+        assert!(other("\"v2\""));
+        assert!(!names_other_representation(&stored, &resp(&[])));
+        let weak_stored = resp(&[("etag", "W/\"v1\"")]);
+        assert!(names_other_representation(
+            &weak_stored,
+            &resp(&[("etag", "\"v1\"")])
+        ));
+        assert!(names_other_representation(
+            &resp(&[]),
+            &resp(&[("etag", "\"v1\"")])
+        ));
     }
 
     #[test]

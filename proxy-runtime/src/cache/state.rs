@@ -182,6 +182,9 @@ pub struct HttpCache {
     pub(crate) stale: Option<Box<(ObjectKey, Hit)>>,
     /// Send validators of `stale` upstream.
     pub(crate) revalidate: bool,
+    /// The origin answered revalidation with a `304` for another representation: the
+    /// request went again, unconditionally (once).
+    pub(crate) refetched: bool,
     /// This request fetches for everyone waiting on the URL.
     pub(crate) write_lock: Option<Box<WriteLock>>,
     pub(crate) fill: Option<Box<dyn Fill>>,

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use http::{Method, header};
 
 use super::HttpProxy;
-use crate::cache::conditional::{not_modified_head, prepare_upstream_request, refreshed_head};
+use crate::cache::conditional::{
+    names_other_representation, not_modified_head, prepare_upstream_request, refreshed_head,
+};
 use crate::cache::freshness::{
     Storable, request_allows_stale_or_fresh, request_cache_control, storable,
 };
@@ -381,6 +383,30 @@ impl<P: ProxyHttp> HttpProxy<P> {
         }
         if session.cache.primary.is_none() || session.cache.status == Some(CacheStatus::Bypass) {
             return Ok(false);
+        }
+        if status == 304
+            && session.cache.revalidate
+            && !session.cache.refetched
+            && session
+                .cache
+                .stale
+                .as_ref()
+                .is_some_and(|s| names_other_representation(&s.1.meta.header, resp))
+        {
+            // RFC 9111 §4.3.4: this 304 is about a representation the cache does not
+            // hold, so it updates nothing and the client has no body to get. Ask again
+            // without validators; the retry loop allows this one extra try.
+            tracing::info!(
+                "the origin's 304 names an entity-tag the cache does not hold; fetching the response in full"
+            );
+            session.cache.revalidate = false;
+            session.cache.refetched = true;
+            return Err(Error::explain(
+                crate::ErrorKind::InvalidUpstreamResponse,
+                crate::ErrorSource::Upstream,
+                "304 for a representation the cache does not hold",
+            )
+            .with_retry(crate::error::RetryType::Decided(true)));
         }
         if status == 304
             && session.cache.revalidate

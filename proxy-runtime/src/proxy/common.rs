@@ -130,8 +130,11 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 Ok(()) => return Ok(()),
                 Err(e) => self.inner.error_while_proxy(&peer, session, e, ctx, reused),
             };
+            // A fetch without validators after a 304 the cache could not use is not a
+            // failed try: it gets one more.
+            let tries = max_tries + u32::from(session.cache.refetched);
             let may_retry = e.retryable(reused)
-                && attempt < max_tries
+                && attempt < tries
                 && session.response_written().is_none()
                 && session.body_replayable();
             if !may_retry {
