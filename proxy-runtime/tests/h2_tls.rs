@@ -470,3 +470,133 @@ async fn the_cache_keeps_http_and_https_apart() {
     assert_eq!(get_page(https().await).await, "answer 2");
     assert_eq!(get_page(tcp(proxy.plain).await).await, "answer 1");
 }
+
+/// A TLS proxy in front of one cleartext HTTP/1 origin, with these builder settings.
+async fn tls_proxy_with(
+    pki: &Pki,
+    tweak: impl FnOnce(
+        proxy_runtime::prelude::HttpProxyServiceBuilder<RouteProxy>,
+    ) -> proxy_runtime::prelude::HttpProxyServiceBuilder<RouteProxy>,
+) -> (TestOrigin, RunningProxy<RouteProxy>) {
+    let origin = TestOrigin::start(OriginConfig::plain(Proto::H1)).await;
+    let peer = HttpPeer::new(origin.addr, false, "").unwrap();
+    let proxy = run_proxy(
+        RouteProxy::new([("h1".to_string(), peer)]),
+        Some(proxy_tls_settings(pki)),
+        tweak,
+    )
+    .await;
+    (origin, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_connections_close_at_the_keepalive_timeout_with_close_notify() {
+    let pki = Pki::new("tls-idle");
+    // The header timeout stays at its minute: an idle TLS connection waits for the
+    // keep-alive timeout, as a cleartext one does.
+    let (_origin, proxy) = tls_proxy_with(&pki, |b| {
+        b.keepalive_timeout(std::time::Duration::from_millis(300))
+    })
+    .await;
+    let mut s = tls_connect(
+        proxy.tls_addr(),
+        pki.client_config(&[b"http/1.1"], None),
+        PROXY_NAME,
+    )
+    .await
+    .unwrap();
+    s.write_all(b"GET /idle?n=10 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    // A close without `close_notify` is an `UnexpectedEof` error for rustls.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("the idle connection was not closed at the keep-alive timeout");
+    assert!(read.is_ok(), "closed without close_notify: {read:?}");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+/// Whether `openssl` (the command-line tool) runs here; prints the skip notice if not.
+fn openssl_available() -> bool {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: openssl not installed");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls12_renegotiation_is_refused_at_once() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    if !openssl_available() {
+        return;
+    }
+    let pki = Pki::new("tls-reneg");
+    let (_origin, proxy) = tls_proxy_with(&pki, |b| b).await;
+    let addr = proxy.tls_addr().to_string();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-tls1_2", "-crlf"])
+            .args(["-servername", PROXY_NAME])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(line);
+            }
+        });
+        let mut stdin = child.stdin.take().unwrap();
+        let mut seen = Vec::new();
+        let wait_for = |what: &str, seen: &mut Vec<String>| {
+            // The proxy's keep-alive timeout is a minute: well past this wait.
+            while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                let found = line.contains(what);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            false
+        };
+        // One request answered: the connection is idle, waiting for the next.
+        stdin
+            .write_all(b"GET /r?n=5 HTTP/1.1\nHost: x\n\n")
+            .unwrap();
+        let answered = wait_for("HTTP/1.1 200", &mut seen);
+        // `R` alone on a line: s_client starts a renegotiation.
+        stdin.write_all(b"R\n").unwrap();
+        let refused = answered && wait_for("no renegotiation", &mut seen);
+        let _ = child.kill();
+        let _ = child.wait();
+        (answered, refused, seen)
+    })
+    .await
+    .unwrap();
+    assert!(seen.0, "no response: {:#?}", seen.2);
+    assert!(
+        seen.1,
+        "the no_renegotiation alert did not come while the connection was idle: {:#?}",
+        seen.2
+    );
+}

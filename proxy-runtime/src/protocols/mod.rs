@@ -187,7 +187,27 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        each_stream!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+        let this = self.get_mut();
+        let read = each_stream!(this, s => Pin::new(s).poll_read(cx, buf));
+        this.send_tls_replies(cx);
+        read
+    }
+}
+
+impl Stream {
+    /// Send what TLS queued while reading: an alert refusing a TLS 1.2 renegotiation,
+    /// for one. tokio-rustls sends such records only with the next write, and a
+    /// connection waiting for its peer has none coming: the peer would wait for an
+    /// answer until a timeout. Errors are left for the next read or write to meet.
+    fn send_tls_replies(&mut self, cx: &mut Context<'_>) {
+        let queued = match self {
+            Stream::TlsServer(s) => s.get_ref().1.wants_write(),
+            Stream::TlsClient(s) => s.get_ref().1.wants_write(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        };
+        if queued {
+            let _ = Pin::new(self).poll_flush(cx);
+        }
     }
 }
 

@@ -86,13 +86,27 @@ pub async fn read_request(
         } else {
             opts.keepalive_timeout
         };
-        let readable = match head_by {
-            Some(at) => lazy_timeout_at(at, io.stream.readable()).await,
-            None => lazy_timeout(wait, io.stream.readable()).await,
+        let arrived = if io.stream.is_tls() {
+            // TLS may hold decrypted bytes the socket no longer shows, so a TLS
+            // connection waits by reading (the buffer goes back while nothing comes).
+            match head_by {
+                Some(at) => lazy_timeout_at(at, io.fill(None)).await,
+                None => lazy_timeout(wait, io.fill(None)).await,
+            }
+            .map(|r| r.map(drop))
+        } else {
+            match head_by {
+                Some(at) => lazy_timeout_at(at, io.stream.readable()).await,
+                None => lazy_timeout(wait, io.stream.readable()).await,
+            }
         };
-        match readable {
+        match arrived {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return ReadOutcome::Closed,
+            Ok(Err(_)) => return ReadOutcome::Closed,
+            Err(_) => {
+                close_idle(io, opts).await;
+                return ReadOutcome::Closed;
+            }
         }
     }
     // The head must be complete within the header timeout from here (or by `head_by`);
@@ -129,6 +143,7 @@ pub async fn read_request(
             Ok(Err(_)) => return ReadOutcome::Closed,
             Err(_) => {
                 if io.rbuf.is_empty() {
+                    close_idle(io, opts).await;
                     return ReadOutcome::Closed;
                 }
                 let e = HeadError {
@@ -157,6 +172,16 @@ impl std::fmt::Display for PeerLabel<'_> {
             Some(a) => a.fmt(f),
             None => f.write_str("-"),
         }
+    }
+}
+
+/// Close a connection that stayed idle past its timeout. TLS says goodbye first
+/// (`close_notify`, RFC 8446 §6.1), so the client can tell a deliberate close from a
+/// truncation; a client that does not take it within the write timeout is dropped.
+/// A plain connection is just dropped (the kernel sends FIN).
+async fn close_idle(mut io: ConnIo, opts: &H1ServerOptions) {
+    if io.stream.is_tls() {
+        let _ = timeout(opts.write_timeout, io.shutdown()).await;
     }
 }
 
