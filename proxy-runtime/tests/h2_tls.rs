@@ -521,23 +521,11 @@ async fn idle_tls_connections_close_at_the_keepalive_timeout_with_close_notify()
     );
 }
 
-/// Whether `openssl` (the command-line tool) runs here; prints the skip notice if not.
-fn openssl_available() -> bool {
-    let ok = std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: openssl not installed");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls12_renegotiation_is_refused_at_once() {
     use std::io::{BufRead, Write};
     use std::process::{Command, Stdio};
-    if !openssl_available() {
+    if !tool_answers("openssl", "version") {
         return;
     }
     let pki = Pki::new("tls-reneg");

@@ -91,8 +91,13 @@ pub fn vm_hwm_kib() -> Option<u64> {
 
 /// Whether an external tool runs here; prints `SKIPPED: <tool> not installed` if not.
 pub fn tool_available(tool: &str) -> bool {
+    tool_answers(tool, "--version")
+}
+
+/// Whether `tool version_arg` runs and succeeds here; prints the skip notice if not.
+pub fn tool_answers(tool: &str, version_arg: &str) -> bool {
     let ok = std::process::Command::new(tool)
-        .arg("--version")
+        .arg(version_arg)
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
