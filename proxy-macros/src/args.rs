@@ -177,6 +177,15 @@ impl Options {
         match e {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(i), ..
+            }) if !i.suffix().is_empty() && !is_int_type(i.suffix()) => {
+                cx.error(
+                    i.span(),
+                    format!("`{key}` takes a plain number: remove `{}`", i.suffix()),
+                );
+                None
+            }
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
             }) => match i.base10_parse::<T>() {
                 Ok(v) => Some((v, i.span())),
                 Err(err) => {
@@ -184,6 +193,13 @@ impl Options {
                     None
                 }
             },
+            Expr::Unary(syn::ExprUnary {
+                op: syn::UnOp::Neg(_),
+                ..
+            }) => {
+                cx.error_spanned(e, format!("`{key}` cannot be negative"));
+                None
+            }
             other => {
                 cx.error_spanned(other, format!("`{key}` takes a number"));
                 None
@@ -201,6 +217,21 @@ impl Options {
                 None
             }
         }
+    }
+
+    /// A timeout (`"5s"`): a duration longer than zero (a zero limit would fail every
+    /// attempt at its first wait).
+    pub fn timeout(&self, key: &str, cx: &Ctxt) -> Option<Duration> {
+        let d = self.duration(key, cx)?;
+        if d.is_zero() {
+            let span = self.key_span(key).unwrap_or_else(Span::call_site);
+            cx.error(
+                span,
+                format!("`{key}` must be longer than 0: every attempt would time out at once"),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// A size option (`"10MiB"`), checked now.
@@ -243,9 +274,39 @@ impl Options {
     }
 }
 
+/// An integer literal's suffix that names an integer type (`8u16`).
+fn is_int_type(suffix: &str) -> bool {
+    matches!(
+        suffix,
+        "u8" | "u16"
+            | "u32"
+            | "u64"
+            | "u128"
+            | "usize"
+            | "i8"
+            | "i16"
+            | "i32"
+            | "i64"
+            | "i128"
+            | "isize"
+    )
+}
+
 /// A string literal, or an error.
 pub fn expect_str(e: &Expr, key: &str, cx: &Ctxt) -> Option<LitStr> {
     match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if !s.suffix().is_empty() => {
+            cx.error(
+                s.span(),
+                format!(
+                    "`{key}` takes a plain string literal: remove the suffix `{}`",
+                    s.suffix()
+                ),
+            );
+            None
+        }
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
         }) => Some(s.clone()),

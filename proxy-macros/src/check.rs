@@ -21,6 +21,7 @@ pub fn check(decl: &ProxyDecl, cx: &Ctxt) {
         check_handler_args(r, cx);
         check_cache(r, cx);
     }
+    check_route_names(decl, cx);
     check_collisions(decl, cx);
     check_param_names(decl, cx);
     check_phases(decl, cx);
@@ -39,6 +40,35 @@ fn check_upstreams(decl: &ProxyDecl, cx: &Ctxt) {
             ));
             cx.push(e);
         }
+    }
+}
+
+/// Each route is a variant of the generated `Route` enum, named after its function in
+/// upper camel case: two functions that differ only in underscores or case
+/// (`user_profile`, `userProfile`) would make the same variant.
+fn check_route_names(decl: &ProxyDecl, cx: &Ctxt) {
+    for (i, r) in decl.routes.iter().enumerate() {
+        let variant = crate::expand::variant_name(&r.func.ident);
+        let Some(first) = decl.routes[..i]
+            .iter()
+            .find(|o| crate::expand::variant_name(&o.func.ident) == variant)
+        else {
+            continue;
+        };
+        let (name, other) = (&r.func.ident, &first.func.ident);
+        let message = if name == other {
+            format!("a second route named `{name}`; route names are unique")
+        } else {
+            format!(
+                "routes `{other}` and `{name}` would both be `Route::{variant}`\n  help: rename one (route names differ in more than case and underscores)"
+            )
+        };
+        let mut e = syn::Error::new(name.span(), message);
+        e.combine(syn::Error::new(
+            other.span(),
+            "note: the other route is here",
+        ));
+        cx.push(e);
     }
 }
 
@@ -119,6 +149,17 @@ fn check_handler_args(r: &Route, cx: &Ctxt) {
                     ),
                 );
             }
+            continue;
+        }
+        // A reference named like a parameter: `name: &str` for `{name}`.
+        if a.kind == ArgKind::Unknown
+            && matches!(a.ty, syn::Type::Reference(_))
+            && let Some(name) = &a.name
+            && param_for(&name.to_string(), &params).is_some()
+        {
+            cx.push(SpanRange::of(&a.ty).error(format!(
+                "route parameter `{name}` is passed by value\n  help: take `{name}: String`, or a type that implements FromStr and Clone"
+            )));
             continue;
         }
         if let Some((_, first)) = seen.iter().find(|(k, _)| same_slot(k, &a.kind)) {

@@ -101,7 +101,9 @@ fn item_head(item: &proc_macro2::TokenStream) -> proc_macro2::TokenStream {
 
 fn misplaced(name: &str, item: TokenStream) -> TokenStream {
     let item: proc_macro2::TokenStream = item.into();
-    let msg = format!("#[{name}] only has a meaning inside a #[proxy] module");
+    let msg = format!(
+        "#[{name}] only has a meaning on an item directly inside a #[proxy] module (not in a nested module, and not from a macro or #[cfg_attr])"
+    );
     quote!(::core::compile_error!(#msg); #item).into()
 }
 

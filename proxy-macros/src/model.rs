@@ -205,6 +205,21 @@ pub fn param_ident(name: &str) -> Ident {
     }
 }
 
+/// A route's name, as `Route::name()`, `ROUTES` and log lines show it: its function's
+/// name without `r#`.
+pub fn route_name(r: &Route) -> String {
+    use syn::ext::IdentExt;
+    r.func.ident.unraw().to_string()
+}
+
+/// The local a route parameter is bound to in the generated handler call: prefixed, so
+/// a parameter named like one of the generated locals (`session`, `ctx`) cannot shadow
+/// it.
+pub fn param_local(name: &str) -> Ident {
+    let name = name.strip_prefix("r#").unwrap_or(name);
+    quote::format_ident!("__p_{}", name)
+}
+
 /// The route parameter an argument called `name` receives: the same name, or the name
 /// without one leading `_` (for parameters a handler declares but does not use).
 pub fn param_for(name: &str, params: &[&str]) -> Option<String> {

@@ -153,9 +153,24 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
             Some(t)
         }
     });
-    let name = opts
-        .string("name", cx)
-        .map_or_else(|| mod_ident.to_string(), |l| l.value());
+    let name = opts.string("name", cx).map_or_else(
+        || mod_ident.to_string(),
+        |l| {
+            // The name names environment variables (`<NAME>_LISTEN`) and log lines.
+            let v = l.value();
+            let ok = !v.is_empty()
+                && v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                cx.error(
+                    l.span(),
+                    "`name` is letters, digits, `-`, `_` and `.` (it names environment variables and log lines)",
+                );
+            }
+            v
+        },
+    );
 
     let mut decl = ProxyDecl {
         krate,
@@ -203,12 +218,24 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         match item {
             Item::Struct(s) => {
                 let markers = take_markers(&mut s.attrs);
+                check_conditional(&s.attrs, !markers.is_empty(), cx);
+                if markers.iter().any(|(m, _)| *m == "ctx")
+                    && let Some((_, up)) = markers.iter().find(|(m, _)| *m == "upstream")
+                {
+                    cx.error_spanned(
+                        up,
+                        "a struct is the #[ctx] or an #[upstream], not both: declare the upstream on its own unit struct",
+                    );
+                }
                 for (m, a) in markers {
                     match m {
                         "ctx" => {
                             if !attr_tokens(&a).is_empty() {
                                 cx.error_spanned(&a, "#[ctx] takes no options");
                             }
+                        }
+                        "upstream" if decl.upstreams.iter().any(|u| u.ident == s.ident) => {
+                            cx.error_spanned(&a, "#[upstream] is given twice on this struct");
                         }
                         "upstream" => {
                             if !matches!(s.fields, syn::Fields::Unit) {
@@ -230,6 +257,7 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
             }
             Item::Fn(f) => {
                 let markers = take_markers(&mut f.attrs);
+                check_conditional(&f.attrs, !markers.is_empty(), cx);
                 parse_fn_markers(f, markers, &mut decl, cx);
             }
             other => {
@@ -253,6 +281,33 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
         }
     }
     decl
+}
+
+/// Conditional compilation and the DSL: the route table, the context and the upstream
+/// list are generated from every declared item, so an item that `#[cfg]` may remove
+/// cannot be one (the generated code would name what is gone); and a marker cannot
+/// come from `#[cfg_attr]`, which is expanded after `#[proxy]` reads the module.
+fn check_conditional(attrs: &[Attribute], is_declared: bool, cx: &Ctxt) {
+    for a in attrs {
+        let Some(name) = a.path().get_ident().map(Ident::to_string) else {
+            continue;
+        };
+        if name == "cfg" && is_declared {
+            cx.error_spanned(
+                a,
+                "#[cfg] cannot remove a declared route, phase, upstream or context: the proxy's tables are built from every one\n  help: decide at run time in a phase, or put the whole #[proxy] module under #[cfg]",
+            );
+        } else if name == "cfg_attr"
+            && attr_tokens(a)
+                .into_iter()
+                .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if MARKERS.iter().any(|m| i == m)))
+        {
+            cx.error_spanned(
+                a,
+                "a DSL marker cannot come from #[cfg_attr]: write it as an attribute of its own",
+            );
+        }
+    }
 }
 
 fn socket_addr(lit: &LitStr, cx: &Ctxt) -> Option<String> {
@@ -339,7 +394,16 @@ fn parse_listen(opts: &Options, cx: &Ctxt) -> (Vec<String>, Vec<TlsListen>) {
                 if let Some(lit) = expect_str(other, "listen", cx)
                     && let Some(a) = socket_addr(&lit, cx)
                 {
-                    plain.push(a);
+                    let canonical = a.parse::<std::net::SocketAddr>().ok();
+                    let twice = plain
+                        .iter()
+                        .chain(tls.iter().map(|t: &TlsListen| &t.addr))
+                        .any(|p: &String| p.parse::<std::net::SocketAddr>().ok() == canonical);
+                    if twice {
+                        cx.error(lit.span(), format!("{a:?} is listed twice in `listen`"));
+                    } else {
+                        plain.push(a);
+                    }
                 }
             }
         }
@@ -676,6 +740,17 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
                 };
                 let Some(lit) = lit else { continue };
                 match parse_address(&lit.value()) {
+                    // Host names compare without case: `API:80` is `api:80`.
+                    Ok(_)
+                        if addrs
+                            .iter()
+                            .any(|a: &String| a.eq_ignore_ascii_case(&lit.value())) =>
+                    {
+                        cx.error(
+                            lit.span(),
+                            format!("{:?} is listed twice\n  help: give it a weight instead: (\"{}\", 2)", lit.value(), lit.value()),
+                        );
+                    }
                     Ok(_) => {
                         addrs.push(lit.value());
                         weights.push(weight);
@@ -739,9 +814,9 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
     Some(Upstream {
         ident: ident.clone(),
         addrs,
-        connect_timeout: opts.duration("connect_timeout", cx),
-        read_timeout: opts.duration("read_timeout", cx),
-        write_timeout: opts.duration("write_timeout", cx),
+        connect_timeout: opts.timeout("connect_timeout", cx),
+        read_timeout: opts.timeout("read_timeout", cx),
+        write_timeout: opts.timeout("write_timeout", cx),
         idle_timeout: opts.duration("idle_timeout", cx),
         retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
         tls,
@@ -1016,7 +1091,7 @@ fn parse_health(e: &Expr, cx: &Ctxt) -> Option<Health> {
         expect,
         body: opts.string("body", cx).map(|b| b.value()),
         every,
-        timeout: opts.duration("timeout", cx),
+        timeout: opts.timeout("timeout", cx),
         rise,
         fall,
     })
@@ -1166,18 +1241,11 @@ fn header_pairs(opts: &Options, key: &str, cx: &Ctxt) -> Vec<(String, String)> {
             Expr::Tuple(t) if t.elems.len() == 2 => {
                 let name = expect_str(&t.elems[0], key, cx);
                 let value = expect_str(&t.elems[1], key, cx);
-                if let (Some(n), Some(v)) = (name, value) {
-                    if !n.value().bytes().all(is_token_byte) || n.value().is_empty() {
-                        cx.error(n.span(), format!("invalid header name {:?}", n.value()));
-                    } else if v
-                        .value()
-                        .bytes()
-                        .any(|b| b == b'\r' || b == b'\n' || b == 0)
-                    {
-                        cx.error(v.span(), "a header value cannot contain CR, LF or NUL");
-                    } else {
-                        out.push((n.value(), v.value()));
-                    }
+                if let (Some(n), Some(v)) = (name, value)
+                    && check_header_name(&n, cx)
+                    && check_header_value(&v, cx)
+                {
+                    out.push((n.value(), v.value()));
                 }
             }
             other => cx.error_spanned(
@@ -1193,13 +1261,43 @@ fn header_names(opts: &Options, key: &str, cx: &Ctxt) -> Vec<String> {
     opts.strings(key, cx)
         .unwrap_or_default()
         .into_iter()
+        .filter(|l| check_header_name(l, cx))
         .map(|l| l.value())
         .collect()
 }
 
+/// A header name is an HTTP token (RFC 9110 §5.1); an error at the literal if not.
+fn check_header_name(name: &LitStr, cx: &Ctxt) -> bool {
+    let v = name.value();
+    let ok = !v.is_empty() && v.bytes().all(is_token_byte);
+    if !ok {
+        cx.error(
+            name.span(),
+            format!("invalid header name {v:?}: letters, digits and !#$%&'*+-.^_`|~ only"),
+        );
+    }
+    ok
+}
+
+/// A header value has no control characters but horizontal tab (RFC 9110 §5.5); an
+/// error at the literal if it has.
+fn check_header_value(value: &LitStr, cx: &Ctxt) -> bool {
+    let ok = !value
+        .value()
+        .bytes()
+        .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
+    if !ok {
+        cx.error(
+            value.span(),
+            "a header value cannot contain control characters (CR, LF, NUL, DEL, ...)",
+        );
+    }
+    ok
+}
+
 fn parse_route(
     attr: &Attribute,
-    func: Func,
+    mut func: Func,
     cache: Option<CachePolicy>,
     cx: &Ctxt,
 ) -> Option<Route> {
@@ -1240,6 +1338,19 @@ fn parse_route(
             return None;
         }
     };
+    // A `bool` named like a phase flag (`reused`, `eos`) is a route parameter when the
+    // pattern has one of that name: a route handler gets no flags.
+    let params: Vec<&str> = pattern.params().collect();
+    for arg in &mut func.args {
+        if matches!(arg.kind, ArgKind::EndOfStream | ArgKind::Reused)
+            && arg
+                .name
+                .as_ref()
+                .is_some_and(|n| param_for(&n.to_string(), &params).is_some())
+        {
+            arg.kind = ArgKind::Param;
+        }
+    }
     let host = opts
         .string("host", cx)
         .and_then(|l| parse_host(&l, cx).map(|h| (h, l.span())));
@@ -1283,6 +1394,17 @@ fn parse_route(
         if !(200..=599).contains(&code) {
             cx.error(span, "`respond` takes a final status code (200-599)");
         }
+        if matches!(code, 204 | 304)
+            && let Some(b) = &body
+        {
+            cx.error(
+                b.span(),
+                format!("a {code} response has no body (RFC 9110 §15.3.5, §15.4.5): remove `body`"),
+            );
+        }
+        if let Some(ct) = &content_type {
+            check_header_value(ct, cx);
+        }
         Action::Respond(
             code,
             body.as_ref().map(LitStr::value).unwrap_or_default(),
@@ -1318,22 +1440,7 @@ fn parse_route(
         );
     }
     if let Some(sp) = &strip_prefix {
-        let v = sp.value();
-        let static_prefix = pattern_lit
-            .value()
-            .split('{')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if !v.starts_with('/') || !static_prefix.starts_with(&v) {
-            cx.error(
-                sp.span(),
-                format!(
-                    "`strip_prefix` {v:?} is not a prefix of the route's path {:?}",
-                    pattern_lit.value()
-                ),
-            );
-        }
+        check_strip_prefix(sp, &pattern_lit, &pattern, cx);
     }
     if let Some(rw) = &rewrite {
         if !rw.value().starts_with('/') {
@@ -1389,8 +1496,8 @@ fn parse_route(
         action,
         action_span,
         retries: opts.int::<u32>("retries", cx).map(|(r, _)| r),
-        timeout: opts.duration("timeout", cx),
-        connect_timeout: opts.duration("connect_timeout", cx),
+        timeout: opts.timeout("timeout", cx),
+        connect_timeout: opts.timeout("connect_timeout", cx),
         strip_prefix: strip_prefix.map(|s| s.value()),
         rewrite,
         request_headers: HeaderOps {
@@ -1409,6 +1516,55 @@ fn parse_route(
     };
     route.complete = cx.error_count() == errors_before;
     Some(route)
+}
+
+/// `strip_prefix` names whole leading static segments of the route's pattern (as the
+/// pattern's segments, escapes of unreserved characters decoded): the upstream gets
+/// the path from the next segment on.
+fn check_strip_prefix(
+    prefix: &LitStr,
+    pattern_lit: &LitStr,
+    pattern: &proxy_syntax::pattern::Pattern,
+    cx: &Ctxt,
+) {
+    use proxy_syntax::pattern::{Segment, normalize_static};
+    let v = prefix.value();
+    let trimmed = v.trim_end_matches('/');
+    let whole_segments = v.starts_with('/')
+        && !trimmed.is_empty()
+        && trimmed[1..].split('/').enumerate().all(|(i, part)| {
+            matches!(pattern.segments.get(i), Some(Segment::Static(s)) if *s == normalize_static(part))
+        });
+    if !whole_segments {
+        let leading: Vec<&str> = pattern
+            .segments
+            .iter()
+            .map_while(|s| match s {
+                Segment::Static(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        let help = match leading.first() {
+            None => {
+                "the path starts with a parameter: there is no fixed prefix to strip".to_string()
+            }
+            Some(first) => format!(
+                "it can strip \"/{first}\"{}",
+                if leading.len() > 1 {
+                    format!(" up to \"/{}\"", leading.join("/"))
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        cx.error(
+            prefix.span(),
+            format!(
+                "`strip_prefix` {v:?} is not made of whole leading segments of the route's path {:?}\n  help: {help}",
+                pattern_lit.value()
+            ),
+        );
+    }
 }
 
 /// A byte allowed in an HTTP token (a header name): RFC 9110 `tchar`.
@@ -1488,6 +1644,38 @@ fn parse_limit_by(e: &Expr, cx: &Ctxt) -> Option<LimitByDecl> {
 /// `{name}` references in a redirect/rewrite template must be parameters of the pattern.
 fn check_template(lit: &LitStr, pattern: &proxy_syntax::pattern::Pattern, what: &str, cx: &Ctxt) {
     let v = lit.value();
+    if v.is_empty() {
+        cx.error(
+            lit.span(),
+            format!("`{what}` is empty: give a path or a URL"),
+        );
+        return;
+    }
+    // Outside `{param}`s: what may stand in a URI as written (RFC 3986): no spaces,
+    // control characters or raw non-ASCII, and no `}` without its `{`.
+    let mut depth = 0usize;
+    for (i, b) in v.bytes().enumerate() {
+        let problem = match b {
+            b'{' => {
+                depth += 1;
+                None
+            }
+            b'}' if depth == 0 => Some("a `}` without its `{`"),
+            b'}' => {
+                depth -= 1;
+                None
+            }
+            _ if depth > 0 => None,
+            0..=0x20 | 0x7f => Some("a space or control character; write it percent-encoded"),
+            0x80.. => Some("a non-ASCII character; write it percent-encoded"),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            let e = proxy_syntax::SyntaxError::new(i, 1, problem);
+            error_in_lit(cx, lit, &e, &format!("invalid `{what}` template"));
+            return;
+        }
+    }
     let params: Vec<&str> = pattern.params().collect();
     let mut rest = v.as_str();
     let mut offset = 0;
@@ -1547,6 +1735,11 @@ fn request_parts(opts: &Options, key: &str, cx: &Ctxt) -> Vec<RequestPart> {
             continue;
         };
         match kind.to_string().as_str() {
+            // Header and cookie names are tokens (RFC 9110 §5.1, RFC 6265 §4.1.1).
+            "header" | "cookie" if !check_header_name(&name, cx) => {}
+            "query" if name.value().is_empty() => {
+                cx.error(name.span(), "a query parameter name cannot be empty");
+            }
             "header" => out.push(RequestPart::Header(name.value().to_ascii_lowercase())),
             "cookie" => out.push(RequestPart::Cookie(name.value())),
             "query" => out.push(RequestPart::Query(name.value())),
@@ -1581,6 +1774,7 @@ fn parse_cache(attr: &Attribute, cx: &Ctxt) -> Option<CachePolicy> {
             .strings("vary", cx)
             .unwrap_or_default()
             .into_iter()
+            .filter(|l| check_header_name(l, cx))
             .map(|l| l.value().to_ascii_lowercase())
             .collect(),
         key: request_parts(&opts, "key", cx),
@@ -1588,6 +1782,12 @@ fn parse_cache(attr: &Attribute, cx: &Ctxt) -> Option<CachePolicy> {
         max_size: opts.size("max_size", cx),
         lock_timeout: opts.duration("lock_timeout", cx),
     };
+    if policy.max_size == Some(0) {
+        cx.error(
+            opts.key_span("max_size").unwrap_or(attr.span()),
+            "`max_size = \"0\"` would store nothing: remove #[cache] instead",
+        );
+    }
     if policy.vary.iter().any(|v| v == "*") {
         cx.error(
             opts.key_span("vary").unwrap_or(attr.span()),
@@ -1652,22 +1852,34 @@ fn parse_phase(attr: &Attribute, func: Func, cx: &Ctxt) -> Option<PhaseFn> {
         cx.error(ident.span(), msg);
         return None;
     };
-    let routes = match opts.list("routes", cx) {
+    let routes: Vec<Ident> = match opts.list("routes", cx) {
         None => Vec::new(),
-        Some(list) => list
-            .into_iter()
-            .filter_map(|e| match &e {
-                Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
-                other => {
-                    cx.error_spanned(
-                        other,
-                        "`routes` lists route function names: routes = [user, assets]",
-                    );
-                    None
-                }
-            })
-            .collect(),
+        Some(list) => {
+            if list.is_empty() {
+                cx.error(
+                    opts.key_span("routes").unwrap_or(ident.span()),
+                    "`routes = []` names no route\n  help: list the routes this phase runs for, or leave `routes` out to run it for every request",
+                );
+            }
+            list.into_iter()
+                .filter_map(|e| match &e {
+                    Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+                    other => {
+                        cx.error_spanned(
+                            other,
+                            "`routes` lists route function names: routes = [user, assets]",
+                        );
+                        None
+                    }
+                })
+                .collect()
+        }
     };
+    for (i, r) in routes.iter().enumerate() {
+        if routes[..i].contains(r) {
+            cx.error(r.span(), format!("`{r}` is listed twice in `routes`"));
+        }
+    }
     Some(PhaseFn {
         phase: def.phase,
         phase_span: ident.span(),

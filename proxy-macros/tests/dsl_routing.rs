@@ -42,6 +42,10 @@ mod edge {
     #[route(GET, "/static/{*file}", to = Web, strip_prefix = "/static")]
     fn files() {}
 
+    /// The prefix is written with an escape; requests are normalized to `~`.
+    #[route(GET, "/t%7Eilde/{*file}", to = Web, strip_prefix = "/t%7Eilde")]
+    fn tilde_files() {}
+
     #[route(GET, "/v1/items/{item}", to = Api, rewrite = "/v2/catalog/{item}")]
     fn old_items() {}
 
@@ -201,6 +205,20 @@ async fn rewrites_strip_prefixes_and_keeps_the_query() {
     assert_eq!(r.line("path="), Some("/css/site.css?v=3"));
     let r = request(p, "GET", "/v1/items/42?full=1", &[]).await;
     assert_eq!(r.line("path="), Some("/v2/catalog/42?full=1"));
+    // A prefix with an escape cuts the same segment of the normalized path (it was cut
+    // by the escaped length: `/i/x`, and a panic for a path shorter than that).
+    for (path, forwarded) in [
+        ("/t~ilde/x", "/x"),
+        ("/t%7Eilde/x", "/x"),
+        ("/t~ilde/", "/"),
+    ] {
+        let r = request(p, "GET", path, &[]).await;
+        assert_eq!(
+            (r.status, r.line("path=")),
+            (200, Some(forwarded)),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -238,5 +256,5 @@ async fn route_table_is_data() {
     let table = edge::ROUTES.to_string();
     assert!(table.contains("GET|HEAD  *"), "{table}");
     assert!(table.contains("/users/{id}"));
-    assert_eq!(edge::ROUTES.routes().len(), 15);
+    assert_eq!(edge::ROUTES.routes().len(), 16);
 }

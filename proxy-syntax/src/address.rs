@@ -29,8 +29,22 @@ pub fn parse_address(input: &str) -> Result<Address, SyntaxError> {
         }
         return Ok(Address::Unix(path.to_string()));
     }
+    if input.is_empty() {
+        return Err(SyntaxError::new(0, 0, "empty address")
+            .hint("write \"host:port\", e.g. \"10.0.0.1:80\""));
+    }
+    if let Some(scheme_end) = input.find("://") {
+        return Err(
+            SyntaxError::new(0, scheme_end + 3, "an address has no scheme")
+                .hint("write \"host:port\"; for TLS add `tls` to the upstream"),
+        );
+    }
     if let Ok(a) = input.parse::<SocketAddr>() {
         return Ok(Address::Ip(a));
+    }
+    if input.starts_with('[') && input.ends_with(']') {
+        return Err(SyntaxError::new(0, input.len(), "address without a port")
+            .hint(format!("write \"{input}:80\"")));
     }
     let Some(colon) = input.rfind(':') else {
         return Err(SyntaxError::new(0, input.len(), "address without a port")
@@ -111,5 +125,19 @@ mod tests {
         assert_eq!(parse_address("bad_host:80").unwrap_err().offset, 0);
         assert!(parse_address("unix:relative").is_err());
         assert!(parse_address("a:0").is_err());
+        assert_eq!(parse_address("").unwrap_err().message, "empty address");
+        assert!(
+            parse_address("http://api:80")
+                .unwrap_err()
+                .message
+                .contains("scheme")
+        );
+        assert!(
+            parse_address("[::1]")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("[::1]:80")
+        );
     }
 }

@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::check::slot_for;
-use crate::model::{ArgKind, Func, Route, param_for, param_ident};
+use crate::model::{ArgKind, Func, Route, param_for, param_local};
 use crate::phases::{PhaseDef, Slot};
 
 /// A generated call and what it needs around it.
@@ -96,7 +96,7 @@ pub fn route_handler_call(krate: &syn::Path, route_idx: usize, r: &Route) -> Tok
                         .as_ref()
                         .and_then(|p| params.iter().position(|q| q == p))
                         .unwrap_or_default();
-                    let name = param.map_or_else(|| format_ident!("_"), |n| param_ident(&n));
+                    let name = param.map_or_else(|| format_ident!("_"), |n| param_local(&n));
                     let ops = super::param_ops_const(route_idx, k);
                     quote_spanned! {ty.span()=> (#ops.pass)(#name) }
                 }

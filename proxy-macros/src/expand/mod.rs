@@ -108,7 +108,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
     });
     let names = decl.routes.iter().map(|r| {
         let v = variant_name(&r.func.ident);
-        let n = r.func.ident.to_string();
+        let n = route_name(r);
         quote! { Route::#v { .. } => #n }
     });
     let cache_arms = decl.routes.iter().filter(|r| r.cache.is_some()).map(|r| {
@@ -127,7 +127,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         impl Route {
             /// The name of the function the route is declared on.
             pub fn name(&self) -> &'static str {
-                match self { #(#names,)* }
+                match *self { #(#names,)* }
             }
 
             /// The route's declared cache policy.
@@ -185,13 +185,11 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
             (Action::Redirect(_, loc), _, _) => (loc.value(), 0u8),
             (_, Some(rw), _) => (rw.value(), 1u8),
             (_, _, Some(prefix)) => {
-                let len = prefix.len();
+                // Checked by `parse`: whole leading static segments of the pattern.
+                let segments = prefix.trim_end_matches('/').matches('/').count();
                 return Some(quote! {
                     #i => {
-                        let __rest = &__path[#len..];
-                        let mut __s = ::std::string::String::with_capacity(__path.len() + 1);
-                        if !__rest.starts_with('/') { __s.push('/'); }
-                        __s.push_str(__rest);
+                        let __s = #krate::dsl::routing::strip_segments(__path, #segments);
                         ::core::option::Option::Some(#krate::dsl::routing::with_query(__s, __query, false))
                     }
                 });
@@ -241,7 +239,7 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         .routes
         .iter()
         .filter_map(|r| Some((r, r.rate_limit.as_ref()?)))
-        .map(|(r, l)| limit_spec_tokens(krate, &r.func.ident.to_string(), l));
+        .map(|(r, l)| limit_spec_tokens(krate, &route_name(r), l));
     let matcher = matcher::matcher(decl);
     let (phase_methods, phase_asserts) = phase_methods(decl);
     assertions.extend(phase_asserts);
@@ -584,7 +582,7 @@ fn upstream_spec_tokens(krate: &syn::Path, u: &Upstream) -> TokenStream {
 }
 
 fn route_info_tokens(krate: &syn::Path, r: &Route) -> TokenStream {
-    let name = r.func.ident.to_string();
+    let name = route_name(r);
     let methods = &r.method_names;
     let host = opt_tokens(r.host.as_ref().map(|(h, _)| h.display()));
     let pattern = r.pattern_lit.value();
@@ -1133,7 +1131,10 @@ fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
             }
         },
         Action::Forward(_) | Action::HandlerOnly | Action::Invalid => {
-            let params: Vec<syn::Ident> = r.pattern.params().map(param_ident).collect();
+            let params = r.pattern.params().map(|name| {
+                let (field, local) = (param_ident(name), param_local(name));
+                quote!(#field: #local)
+            });
             let call = route_handler_call(krate, idx, r);
             let conv = convert(krate, &r.func, "IntoFlow", "into_flow");
             let out_span = r
@@ -1142,7 +1143,7 @@ fn route_action(decl: &ProxyDecl, idx: usize, r: &Route) -> TokenStream {
                 .as_ref()
                 .map_or(r.func.ident.span(), |t| t.span());
             let no_upstream = if matches!(r.action, Action::HandlerOnly) {
-                let name = r.func.ident.to_string();
+                let name = route_name(r);
                 quote! {
                     return ::core::result::Result::Err(#krate::Error::explain(
                         #krate::ErrorKind::Internal,

@@ -299,6 +299,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn strip_prefix_cuts_whole_segments() {
+        assert_eq!(strip_segments("/assets/css/a.css", 1), "/css/a.css");
+        assert_eq!(strip_segments("/assets/", 1), "/");
+        assert_eq!(strip_segments("/assets", 1), "/");
+        assert_eq!(strip_segments("/a~b/x", 1), "/x");
+        assert_eq!(strip_segments("/v1/api/x/y", 2), "/x/y");
+        assert_eq!(strip_segments("/short", 3), "/");
+    }
+
+    #[test]
     fn normalization() {
         assert!(matches!(normalize_path("/a/b"), Cow::Borrowed("/a/b")));
         assert_eq!(normalize_path("/a//b"), "/a/b");
@@ -390,6 +400,25 @@ pub async fn answer_unrouted(
         }
     };
     resp.send(session).await
+}
+
+/// What a route's `strip_prefix` leaves of a matched `path`: everything after its
+/// first `segments` segments, starting with `/` (`/` when nothing is left). Cut by
+/// segments, not bytes, so a prefix declared with escapes (`%7E`) cuts the same
+/// segments of a path normalized to `~`.
+pub fn strip_segments(path: &str, segments: usize) -> String {
+    let mut rest = path;
+    for _ in 0..segments {
+        let Some(after_slash) = rest.strip_prefix('/') else {
+            break;
+        };
+        rest = after_slash.find('/').map_or("", |i| &after_slash[i..]);
+    }
+    if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    }
 }
 
 /// `path` + the request's query, if any. For redirects, the query is only added when
