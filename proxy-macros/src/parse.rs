@@ -233,6 +233,12 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
                             if !attr_tokens(&a).is_empty() {
                                 cx.error_spanned(&a, "#[ctx] takes no options");
                             }
+                            if !s.generics.params.is_empty() {
+                                cx.error_spanned(
+                                    &s.generics,
+                                    "the #[ctx] struct cannot be generic or borrow: it is made anew for each request (`Default`) and owns its data",
+                                );
+                            }
                         }
                         "upstream" if decl.upstreams.iter().any(|u| u.ident == s.ident) => {
                             cx.error_spanned(&a, "#[upstream] is given twice on this struct");
@@ -540,6 +546,12 @@ fn analyze_fn(f: &ItemFn, ctx: Option<&Ident>, cx: &Ctxt) -> Func {
         cx.error_spanned(
             &f.sig.generics,
             "phase and route functions cannot be generic",
+        );
+    }
+    if let Some(u) = &f.sig.unsafety {
+        cx.error_spanned(
+            u,
+            "phase and route functions cannot be `unsafe`: the proxy calls them with no contract to uphold\n  help: make the function safe and use an `unsafe` block inside it",
         );
     }
     let output = match &f.sig.output {
