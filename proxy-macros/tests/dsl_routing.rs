@@ -258,3 +258,36 @@ async fn route_table_is_data() {
     assert!(table.contains("/users/{id}"));
     assert_eq!(edge::ROUTES.routes().len(), 16);
 }
+
+/// Method handling without a catch-all: 405 with `Allow`, and HEAD wherever GET is.
+#[proxy]
+mod methods {
+    use super::*;
+
+    #[route(GET, "/page", respond = 200, body = "a page\n")]
+    fn page() {}
+
+    #[route(POST, "/form", respond = 201)]
+    fn form() {}
+
+    /// A route declaring HEAD takes HEAD from the GET route of the same path.
+    #[route(GET, "/both", respond = 200, body = "get\n")]
+    fn both_get() {}
+
+    #[route(HEAD, "/both", respond = 204)]
+    fn both_head() {}
+}
+
+#[tokio::test]
+async fn head_goes_where_get_goes_and_405_lists_the_methods() {
+    let p = serve_service(methods::service(&methods::config()).unwrap()).await;
+    let r = request(p, "HEAD", "/page", &[]).await;
+    assert_eq!((r.status, r.header("content-length")), (200, Some("7")));
+    assert_eq!(r.body, "", "HEAD gets no body");
+    let r = request(p, "PUT", "/page", &[("content-length", "0")]).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    let r = request(p, "HEAD", "/form", &[]).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(request(p, "HEAD", "/both", &[]).await.status, 204);
+    assert_eq!(request(p, "GET", "/both", &[]).await.body, "get\n");
+}

@@ -58,9 +58,21 @@ pub fn max_params(decl: &ProxyDecl) -> usize {
         .unwrap_or(0)
 }
 
+/// The method bits of `GET` and `HEAD` (their places in the DSL's method list).
+const GET: u16 = 1;
+const HEAD: u16 = 1 << 1;
+
 fn leaf_checks(decl: &ProxyDecl, routes: &[usize], krate: &syn::Path) -> TokenStream {
+    // A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the
+    // body), unless a route for the same paths and host declares HEAD itself.
+    let explicit_head = routes.iter().any(|&i| decl.routes[i].methods & HEAD != 0);
     let checks = routes.iter().map(|&i| {
-        let mask = decl.routes[i].methods;
+        let declared = decl.routes[i].methods;
+        let mask = if declared & GET != 0 && !explicit_head {
+            declared | HEAD
+        } else {
+            declared
+        };
         quote! {
             if #mask & __method != 0 {
                 return #krate::dsl::routing::Matched::Found(#i, __p);
