@@ -262,8 +262,6 @@ async fn route_table_is_data() {
 /// Method handling without a catch-all: 405 with `Allow`, and HEAD wherever GET is.
 #[proxy]
 mod methods {
-    use super::*;
-
     #[route(GET, "/page", respond = 200, body = "a page\n")]
     fn page() {}
 
