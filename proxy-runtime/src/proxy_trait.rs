@@ -389,7 +389,10 @@ pub trait ProxyHttp: Send + Sync + 'static {
 
     /// The request failed: answer the client (if it can still be answered) and say
     /// whether its connection may be reused. Default: 502 for upstream errors, 504 for
-    /// upstream timeouts, 400 for bad requests, 500 for internal errors.
+    /// upstream timeouts, 400 for bad requests, 500 for internal errors. The client's
+    /// connection carries its next request, as with nginx, when the error page went out
+    /// whole, the request was read to its end and the client did nothing wrong;
+    /// otherwise the error page says `Connection: close`.
     fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -402,13 +405,19 @@ pub trait ProxyHttp: Send + Sync + 'static {
             } else {
                 error_status(e)
             };
+            let mut reusable =
+                code > 0 && e.source != ErrorSource::Downstream && session.is_body_done();
             if code > 0 {
-                // Failing to send the error page changes nothing more.
-                let _ = session.respond_error(code).await;
+                if !reusable {
+                    // Said on the error page, so the client does not send another
+                    // request into a connection about to close.
+                    session.set_keepalive_off();
+                }
+                reusable &= session.respond_error(code).await.is_ok();
             }
             FailToProxy {
                 error_code: code,
-                can_reuse_downstream: false,
+                can_reuse_downstream: reusable,
             }
         }
     }

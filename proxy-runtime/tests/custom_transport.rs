@@ -507,7 +507,6 @@ async fn in_process_handler_error_is_a_502_and_not_retried() {
     c.send("GET /fail HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let r = c.read_response().await;
     assert_eq!(r.head.status_line, "HTTP/1.1 502 Bad Gateway");
-    assert!(c.is_closed().await);
     assert_eq!(
         proxy.app().peer_calls(),
         1,
@@ -520,7 +519,11 @@ async fn in_process_handler_error_is_a_502_and_not_retried() {
         "{e}"
     );
     assert!(e.contains("custom://app.internal"), "{e}");
-    assert_eq!(get(addr, "/after").await.text(), "GET /after");
+    // The 502 left the client's connection open for its next request.
+    c.send("GET /after HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(c.read_response().await.text(), "GET /after");
+    assert!(c.is_closed().await);
 }
 
 /// A transport whose first `failures` opens fail (a tunnel that is not up yet).
@@ -1023,7 +1026,6 @@ async fn framed_origin_closing_before_the_response_head_is_a_502_not_retried_on_
         .await;
     let r = c.read_response().await;
     assert_eq!(r.head.status_line, "HTTP/1.1 502 Bad Gateway");
-    assert!(c.is_closed().await);
     assert_eq!(origin.requests().len(), 1);
     assert_eq!(proxy.app().peer_calls(), 1, "as with HTTP/1: no retry");
     let errors = logged(&proxy, 1).await;
@@ -1032,7 +1034,11 @@ async fn framed_origin_closing_before_the_response_head_is_a_502_not_retried_on_
         e.contains("ConnectionClosed") && e.contains("before responding"),
         "{e}"
     );
-    assert_eq!(get(addr, "/after").await.text(), "GET /after");
+    // The 502 left the client's connection open for its next request.
+    c.send("GET /after HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(c.read_response().await.text(), "GET /after");
+    assert!(c.is_closed().await);
 }
 
 #[tokio::test]

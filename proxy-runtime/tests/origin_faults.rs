@@ -19,6 +19,20 @@ async fn assert_still_serving(addr: SocketAddr) {
     assert_eq!(r.text(), "GET /echo?after-fault");
 }
 
+/// The client's connection, answered with an error page, carries its next request
+/// (the request was read whole and the client did nothing wrong).
+async fn next_request_answered_on(c: &mut Client) {
+    c.send("GET /echo?after-fault HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await;
+    let r = c.read_response().await;
+    assert_eq!(
+        r.text(),
+        "GET /echo?after-fault",
+        "the connection did not go on"
+    );
+    assert!(c.is_closed().await);
+}
+
 #[tokio::test]
 async fn connection_refused_is_a_502_after_every_try() {
     let origin = Origin::start().await;
@@ -28,7 +42,6 @@ async fn connection_refused_is_a_502_after_every_try() {
     c.send("GET /echo HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let r = c.read_response().await;
     assert_eq!(r.head.status_line, "HTTP/1.1 502 Bad Gateway");
-    assert!(c.is_closed().await);
     let app = proxy.app();
     assert_eq!(app.peer_calls(), 3, "one upstream_peer call per try");
     assert_eq!(app.fail_to_connect_calls.load(Ordering::SeqCst), 3);
@@ -44,6 +57,7 @@ async fn connection_refused_is_a_502_after_every_try() {
 
     app.set_default_peer(origin.addr);
     assert_still_serving(addr).await;
+    next_request_answered_on(&mut c).await;
 }
 
 #[tokio::test]
@@ -102,7 +116,6 @@ async fn reset_before_the_response_head_is_a_502() {
         .await;
     let r = c.read_response().await;
     assert_eq!(r.head.status_line, "HTTP/1.1 502 Bad Gateway");
-    assert!(c.is_closed().await);
     assert_eq!(
         origin.requests().len(),
         1,
@@ -110,6 +123,7 @@ async fn reset_before_the_response_head_is_a_502() {
     );
     assert_eq!(proxy.app().peer_calls(), 1);
     assert_still_serving(addr).await;
+    next_request_answered_on(&mut c).await;
 }
 
 #[tokio::test]
@@ -202,7 +216,6 @@ async fn origin_stalling_past_the_read_timeout_is_a_504() {
     c.send("GET /stall HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let r = c.read_response().await;
     assert_eq!(r.head.status_line, "HTTP/1.1 504 Gateway Timeout");
-    assert!(c.is_closed().await);
     // The stalled origin connection is given up, not pooled.
     origin.wait_all_closed().await;
     assert_eq!(origin.requests().len(), 1, "a timeout is not retried");
@@ -216,6 +229,7 @@ async fn origin_stalling_past_the_read_timeout_is_a_504() {
         proxy.app().log()
     );
     assert_still_serving(addr).await;
+    next_request_answered_on(&mut c).await;
 }
 
 #[tokio::test]
@@ -466,4 +480,19 @@ async fn http10_origin_response_with_transfer_encoding_is_treated_as_faulty() {
     // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
     assert_eq!(r.status(), 502, "{}{:?}", r.head.raw, r.text());
     assert_still_serving(addr).await;
+}
+
+#[tokio::test]
+async fn an_error_page_before_the_request_body_was_read_says_connection_close() {
+    let dead = closed_port().await;
+    let (addr, _proxy) = start_proxy(TestProxy::new(dead), |b| b.max_retries(0)).await;
+    let mut c = Client::connect(addr).await;
+    // The origin cannot be reached before the body is read: the connection cannot go on,
+    // and the error page says so (RFC 9112 §9.6).
+    c.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    let r = c.read_response().await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.head.header("connection"), Some("close"));
+    assert!(c.is_closed().await);
 }
