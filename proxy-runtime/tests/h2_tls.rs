@@ -588,3 +588,86 @@ async fn a_tls12_renegotiation_is_refused_at_once() {
         seen.2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_cut_short_ends_without_close_notify() {
+    let pki = Pki::new("tls-cut");
+    let (origin, proxy) = tls_proxy_with(&pki, |b| b).await;
+    let mut s = tls_connect(
+        proxy.tls_addr(),
+        pki.client_config(&[b"http/1.1"], None),
+        PROXY_NAME,
+    )
+    .await
+    .unwrap();
+    // `/rst`: 10000 bytes of a 1000000-byte body, then the origin closes.
+    s.write_all(b"GET /rst HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    while raw.len() < 10_000 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    origin.open_gate();
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("the connection ends");
+    // close_notify would say "all data sent" (RFC 8446 §6.1).
+    assert!(
+        rest.is_err(),
+        "a truncated response ended with close_notify ({} bytes)",
+        raw.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_tls_connections_with_close_notify_and_gives_up_handshakes() {
+    use proxy_runtime::prelude::{HttpProxyService, HttpProxyServiceBuilder};
+    use proxy_runtime::protocols::tls::TlsAcceptor;
+    use proxy_runtime::server::{ConnectionTracker, ShutdownTrigger};
+    let pki = Pki::new("tls-shutdown");
+    let origin = TestOrigin::start(OriginConfig::plain(Proto::H1)).await;
+    let peer = HttpPeer::new(origin.addr, false, "").unwrap();
+    let service = HttpProxyServiceBuilder::new(RouteProxy::new([("h1".to_string(), peer)])).build();
+    let listener = bind_loopback().await;
+    let addr = *listener.local_addr().unwrap().as_inet().unwrap();
+    let acceptor = std::sync::Arc::new(TlsAcceptor::new(proxy_tls_settings(&pki)).unwrap());
+    let (trigger, watch) = ShutdownTrigger::new();
+    let tracker = std::sync::Arc::new(ConnectionTracker::default());
+    tokio::spawn(HttpProxyService::serve_tls_listener(
+        service.proxy().clone(),
+        listener,
+        acceptor,
+        watch,
+        tracker.clone(),
+    ));
+    // An idle keep-alive TLS client, and a connection still in its handshake.
+    let mut idle = tls_connect(addr, pki.client_config(&[b"http/1.1"], None), PROXY_NAME)
+        .await
+        .unwrap();
+    idle.write_all(b"GET /a?n=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut handshaking = tokio::net::TcpStream::connect(addr).await.unwrap();
+    wait_until("both connections tracked", || tracker.live() == 2).await;
+
+    trigger.trigger();
+    // The header timeout (a minute) is far off: neither waits for it.
+    let limit = std::time::Duration::from_secs(20);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(limit, idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed at shutdown");
+    assert!(closed.is_ok(), "closed without close_notify: {closed:?}");
+    let n = tokio::time::timeout(limit, handshaking.read(&mut buf))
+        .await
+        .expect("the handshake is given up at shutdown");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    wait_until("no connection left", || tracker.live() == 0).await;
+}

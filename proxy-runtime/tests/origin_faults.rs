@@ -496,3 +496,35 @@ async fn an_error_page_before_the_request_body_was_read_says_connection_close() 
     assert_eq!(r.head.header("connection"), Some("close"));
     assert!(c.is_closed().await);
 }
+
+#[tokio::test]
+async fn a_close_delimited_body_cut_short_ends_with_a_reset_not_a_clean_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (origin, addr, _proxy) = origin_and_proxy().await;
+    // An HTTP/1.0 client: the body is delimited by the close, so a FIN would tell it
+    // the body is complete.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /reset-mid-chunked HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.ends_with(b"firstsecond") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the first pieces arrive")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert!(raw.starts_with(b"HTTP/1.1 200"));
+    origin.open_gate(); // the origin resets mid-body
+    let end = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the connection ends");
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "a truncated close-delimited body must not end like a complete one"
+    );
+}

@@ -88,6 +88,25 @@ pub enum IdleState {
 }
 
 impl Stream {
+    /// Make closing this connection reset it (TCP `RST`, `SO_LINGER` 0) instead of
+    /// ending it with FIN and, over TLS, `close_notify`: for a response cut short whose
+    /// end a clean close would otherwise mark (a body delimited by the close). Bytes not
+    /// yet sent are dropped with it. A no-op on Unix sockets.
+    pub fn reset_on_close(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.set_zero_linger(),
+            Stream::Unix(_) => Ok(()),
+            Stream::TlsServer(s) => {
+                s.get_ref().0.reset_on_close();
+                Ok(())
+            }
+            Stream::TlsClient(s) => {
+                s.get_ref().0.reset_on_close();
+                Ok(())
+            }
+        };
+    }
+
     /// Disable Nagle's algorithm (TCP only; a no-op elsewhere).
     pub fn set_nodelay(&self) -> io::Result<()> {
         match self {

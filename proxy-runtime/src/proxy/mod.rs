@@ -25,7 +25,7 @@ use crate::modules::HttpModules;
 use crate::protocols::Prefixed;
 use crate::protocols::Stream;
 use crate::protocols::h1::io::ConnIo;
-use crate::protocols::h1::server::{ReadOutcome, read_request};
+use crate::protocols::h1::server::{ReadOutcome, close_idle, read_request};
 use crate::protocols::h1::{H1ServerOptions, HeadLimits};
 use crate::protocols::h2::{H2Options, PREFACE};
 use crate::protocols::timeout::{lazy_timeout, lazy_timeout_at};
@@ -144,20 +144,34 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 // in their own allocation below, so an idle connection's task does not
                 // carry the larger state a partly received head needs.
                 io.release_buffers();
-                let readable = tokio::select! {
+                let keepalive = self.downstream.keepalive_timeout;
+                let waited = tokio::select! {
                     biased;
                     r = async {
-                        if served == 0 {
-                            lazy_timeout_at(first_head_by, io.stream.readable()).await
-                        } else {
-                            lazy_timeout(self.downstream.keepalive_timeout, io.stream.readable())
-                                .await
+                        // TLS may hold decrypted bytes the socket no longer shows: a TLS
+                        // connection waits by reading (the buffer goes back while nothing
+                        // comes). The clock is read only if the wait is pending.
+                        match (served == 0, io.stream.is_tls()) {
+                            (true, false) => lazy_timeout_at(first_head_by, io.stream.readable()).await,
+                            (false, false) => lazy_timeout(keepalive, io.stream.readable()).await,
+                            (true, true) => lazy_timeout_at(first_head_by, read_some(&mut io)).await,
+                            (false, true) => lazy_timeout(keepalive, read_some(&mut io)).await,
                         }
-                    } => matches!(r, Ok(Ok(()))),
-                    () = &mut shutdown_wait => return,
+                    } => match r {
+                        Ok(Ok(())) => IdleWait::Arrived,
+                        Ok(Err(_)) => IdleWait::Failed,
+                        Err(_) => IdleWait::TimedOut,
+                    },
+                    () = &mut shutdown_wait => IdleWait::ShuttingDown,
                 };
-                if !readable {
-                    return;
+                match waited {
+                    IdleWait::Arrived => {}
+                    IdleWait::Failed => return,
+                    IdleWait::TimedOut | IdleWait::ShuttingDown => {
+                        // A deliberate close: over TLS, with `close_notify`.
+                        close_idle(io, &self.downstream).await;
+                        return;
+                    }
                 }
             }
             let reading = crate::boxed::pin_in_place(|| {
@@ -229,6 +243,23 @@ impl<P: ProxyHttp> crate::protocols::subrequest::SubrequestRunner for HttpProxy<
 }
 
 /// What a new cleartext connection starts with.
+/// Read whatever comes next into the connection's buffer.
+async fn read_some(io: &mut ConnIo) -> std::io::Result<()> {
+    io.fill(None).await.map(drop)
+}
+
+/// How an idle connection's wait for its next request ended.
+enum IdleWait {
+    /// Bytes arrived (or the peer closed: the head read finds out).
+    Arrived,
+    /// The socket failed.
+    Failed,
+    /// The keep-alive (or first head) timeout passed.
+    TimedOut,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
 enum Sniffed {
     /// The HTTP/2 connection preface.
     H2,

@@ -162,16 +162,27 @@ impl<P: ProxyHttp> HttpProxyService<P> {
                                 let limit = proxy.downstream.header_read_timeout;
                                 // Boxed: the handshake's state (~1.4 KiB) would otherwise
                                 // be part of every connection's task, cleartext ones too.
-                                let handshake =
-                                    Box::pin(tokio::time::timeout(limit, acceptor.accept(stream)));
+                                // A handshake still going on when shutdown starts is
+                                // given up: it would hold the grace period to its end.
+                                let handshake = Box::pin(async {
+                                    tokio::select! {
+                                        biased;
+                                        () = shutdown.wait() => None,
+                                        done = tokio::time::timeout(limit, acceptor.accept(stream)) => Some(done),
+                                    }
+                                });
                                 match handshake.await {
-                                    Ok(Ok(s)) => s,
-                                    Ok(Err(e)) => {
+                                    Some(Ok(Ok(s))) => s,
+                                    Some(Ok(Err(e))) => {
                                         tracing::debug!("TLS handshake failed: {e}");
                                         return;
                                     }
-                                    Err(_) => {
+                                    Some(Err(_)) => {
                                         tracing::debug!("TLS handshake timed out");
+                                        return;
+                                    }
+                                    None => {
+                                        tracing::debug!("shutting down: TLS handshake given up");
                                         return;
                                     }
                                 }

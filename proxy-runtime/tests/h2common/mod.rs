@@ -1426,7 +1426,8 @@ pub fn small_sndbuf_listener() -> Listener {
     Listener::Tcp(s.listen(128).unwrap())
 }
 
-async fn bind_loopback() -> Listener {
+/// A TCP listener on a free loopback port.
+pub async fn bind_loopback() -> Listener {
     Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".into()))
         .await
         .unwrap()

@@ -179,7 +179,7 @@ impl std::fmt::Display for PeerLabel<'_> {
 /// (`close_notify`, RFC 8446 §6.1), so the client can tell a deliberate close from a
 /// truncation; a client that does not take it within the write timeout is dropped.
 /// A plain connection is just dropped (the kernel sends FIN).
-async fn close_idle(mut io: ConnIo, opts: &H1ServerOptions) {
+pub(crate) async fn close_idle(mut io: ConnIo, opts: &H1ServerOptions) {
     if io.stream.is_tls() {
         let _ = timeout(opts.write_timeout, io.shutdown()).await;
     }
@@ -610,6 +610,18 @@ impl ServerSession {
         if self.write_failed {
             // The client already took longer than the write timeout (or is gone): no
             // second wait to flush what it would not take. Dropping closes the socket.
+            return None;
+        }
+        if self.resp.is_some() && !self.resp_finished {
+            // The response was cut short (the origin failed mid-body): the client must
+            // not take what it got for the whole response. What is queued goes out;
+            // then no `close_notify` (a TLS client sees the truncation), and a body
+            // delimited by the close ends with a reset, since a FIN would end it as if
+            // complete. Length and chunked framing show the cut by themselves.
+            let _ = timeout(self.opts.write_timeout, self.io.flush()).await;
+            if matches!(self.encoder, BodyEncoder::UntilClose) {
+                self.io.stream.reset_on_close();
+            }
             return None;
         }
         if !self.decoder.is_done() && !self.io.eof {
