@@ -450,6 +450,11 @@ impl Session {
         let mut resp = resp;
         self.modules
             .response_header_filter(&mut resp, end_of_stream)?;
+        // RFC 9110 §6.6.1: a final response the origin sent without a date, or one the
+        // proxy made itself, gets the time it leaves.
+        if !resp.status.is_informational() && resp.header(header::DATE).is_none() {
+            resp.insert_header(header::DATE, crate::http::date::now())?;
+        }
         if self.shutdown.as_ref().is_some_and(|w| w.is_shutting_down()) {
             self.set_keepalive_off();
         }

@@ -14,6 +14,7 @@
 //! through [`RequestHeader::insert_header`], [`RequestHeader::append_header`] and
 //! [`RequestHeader::remove_header`]. [`ResponseHeader`] has the same methods.
 
+pub(crate) mod date;
 pub(crate) mod fields;
 pub(crate) mod hop;
 pub(crate) mod trailers;

@@ -59,6 +59,17 @@ impl Alpn {
             Alpn::H2H1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         }
     }
+
+    /// The protocol ids a listener accepts: also `http/1.0` where HTTP/1.1 is served
+    /// (curl `--http1.0` offers nothing else, and nginx accepts it), so such a client
+    /// is served instead of refused with `no_application_protocol`.
+    pub fn server_protocols(self) -> Vec<Vec<u8>> {
+        let mut ids = self.protocols();
+        if self != Alpn::H2 {
+            ids.push(b"http/1.0".to_vec());
+        }
+        ids
+    }
 }
 
 /// One certificate chain and its private key, as PEM files.
@@ -255,7 +266,7 @@ impl TlsAcceptor {
             }
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = settings.alpn.protocols();
+        config.alpn_protocols = settings.alpn.server_protocols();
         Ok(TlsAcceptor {
             settings,
             resolver,

@@ -350,13 +350,18 @@ fn request_line_len(buf: &[u8]) -> usize {
 
 /// `GET / HTTP/2.0`, `HTTP/3.0`, `HTTP/1.2`: a well-formed version we do not speak.
 fn looks_like_other_http_version(buf: &[u8]) -> bool {
-    let line_end = memchr_newline(buf).unwrap_or(buf.len());
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
-    let line = &buf[start..start + line_end];
+    let rest = &buf[start..];
+    let line = &rest[..memchr_newline(rest).unwrap_or(rest.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // method SP target SP version: a line with more spaces (`GET /a b HTTP/1.1`) is a
+    // malformed target, not another version.
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return false;
+    }
     match line.rsplit(|&b| b == b' ').next() {
         Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
             major.is_ascii_digit() && minor.is_ascii_digit()
@@ -793,7 +798,9 @@ pub fn parse_response(
     // to the buffer pool when the connection returns to the connection pool.
     let head = copy_head(&buf[..head_len]);
     buf.advance(head_len);
-    let mut header = ResponseHeader::new(status, raw.len);
+    // Room for two more fields: a proxy commonly adds some (`Date` when the origin
+    // sent none, a phase's own), and a full list would be copied to grow.
+    let mut header = ResponseHeader::new(status, raw.len + 2);
     header.version = if minor == 1 {
         Version::HTTP_11
     } else {
@@ -1083,6 +1090,10 @@ mod tests {
     fn versions() {
         assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status_of("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
+        // A space in the target is a malformed request line, whatever follows it.
+        assert_eq!(status_of("GET /sp ace HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status_of("GET /sp ace HTTP/2.0\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status_of("\r\nGET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
     }
 
     #[test]
