@@ -56,20 +56,26 @@ mod gateway {
     #[route(GET, "/old/{*rest}", redirect = "/assets/{rest}", status = 308)]
     fn old() {}
 
-    /// Every API call needs a bearer token.
+    /// Every API call needs a bearer token. The identity headers the origin trusts
+    /// are the gateway's alone: a client's own copies are removed on every API route.
     #[phase(request_filter, routes = [user, api])]
-    async fn auth(req: &RequestHeader, ctx: &mut Ctx) -> Option<Response> {
-        match req
-            .header_str("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            Some(token) if !token.is_empty() => {
-                ctx.user = Some(token.to_string());
+    async fn auth(req: &mut RequestHeader, ctx: &mut Ctx) -> Option<Response> {
+        req.remove_header("x-user");
+        req.remove_header("x-user-id");
+        let mut values = req.header_values("authorization");
+        let (Some(only), None) = (values.next(), values.next()) else {
+            // None, or several: the gateway and the origin could read different ones.
+            return Some(unauthorized());
+        };
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        match only.to_str().ok().and_then(|v| v.split_once(' ')) {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                ctx.user = Some(token.trim().to_string());
                 None
             }
-            _ => Some(
-                Response::text(401, "missing bearer token\n").header("www-authenticate", "Bearer"),
-            ),
+            _ => Some(unauthorized()),
         }
     }
 
@@ -82,6 +88,11 @@ mod gateway {
             Some(e) => tracing::warn!(status, route, "{}: {e}", session.req_header().path()),
         }
     }
+}
+
+/// The answer to a request without a (single, valid) bearer token.
+fn unauthorized() -> Response {
+    Response::text(401, "missing bearer token\n").header("www-authenticate", "Bearer")
 }
 
 fn main() {

@@ -32,26 +32,37 @@ struct RoundRobin {
     backends: LoadBalancer,
 }
 
-impl ProxyHttp for RoundRobin {
-    type CTX = ();
-    fn new_ctx(&self) {}
+/// Per request: the backends already tried, so a retry goes to another one (other
+/// requests move the shared round-robin cursor in between).
+#[derive(Default)]
+struct Attempts {
+    tried: Vec<usize>,
+}
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<HttpPeer> {
-        let backend = self.backends.select().ok_or_else(|| {
+impl ProxyHttp for RoundRobin {
+    type CTX = Attempts;
+    fn new_ctx(&self) -> Attempts {
+        Attempts::default()
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Attempts) -> Result<HttpPeer> {
+        // Every backend tried already (all down): `pick` starts over rather than fail.
+        let pick = self.backends.pick(None, &ctx.tried).ok_or_else(|| {
             Error::explain(
                 ErrorKind::NoUpstream,
                 ErrorSource::Internal,
                 "no backends configured",
             )
         })?;
-        Ok(HttpPeer::plain(backend.address.clone()))
+        ctx.tried.push(pick.index);
+        Ok(HttpPeer::plain(pick.backend.address.clone()))
     }
 
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut (),
+        _ctx: &mut Attempts,
     ) -> Result<()> {
         if let Some(SocketAddress::Inet(client)) = session.client_addr() {
             upstream_request.append_header("X-Forwarded-For", client.ip().to_string())?;
