@@ -106,12 +106,28 @@ impl AppSpec {
         if let Some(f) = file {
             conf.apply_file(f, self.upstreams)?;
         }
+        super::config::ProxyConfig::check_env_names(
+            self.name,
+            self.upstreams,
+            std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
+        )?;
         conf.apply_env(self.name, self.upstreams, |k| std::env::var(k).ok())?;
         if !listen.is_empty() {
-            conf.listen = listen.to_vec();
+            let mut given: Vec<String> = Vec::new();
+            for a in listen {
+                super::config::check_listen(a, &given)
+                    .map_err(|e| super::config::ConfigError(format!("--listen: {e}")))?;
+                given.push(a.clone());
+            }
+            conf.listen = given;
         }
-        if threads.is_some() {
-            conf.threads = threads;
+        if let Some(t) = threads {
+            if t == 0 {
+                return Err(super::config::ConfigError(
+                    "--threads: must be at least 1".into(),
+                ));
+            }
+            conf.threads = Some(t);
         }
         Ok(conf)
     }
@@ -176,12 +192,14 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
     }
     init_logging(conf.log.as_deref());
     let proxy = build(&conf).unwrap_or_else(|e| fail(e));
+    if conf.listen.is_empty() && conf.tls_listen.is_empty() {
+        fail("no listen address: declare `listen = ...`, or use --listen or a config file");
+    }
+    // Built before `--check` answers: TLS certificates and keys are loaded here.
+    let service = spec.service(proxy, &conf).unwrap_or_else(|e| fail(e));
     if cli.check {
         println!("configuration OK");
         std::process::exit(0);
-    }
-    if conf.listen.is_empty() && conf.tls_listen.is_empty() {
-        fail("no listen address: declare `listen = ...`, or use --listen or a config file");
     }
     let mut server_conf = ServerConf::default();
     if let Some(t) = conf.threads {
@@ -194,7 +212,7 @@ pub fn run<P: ProxyHttp>(spec: &'static AppSpec, build: fn(&ProxyConfig) -> Resu
         server_conf.runtime = r;
     }
     let mut server = Server::new(server_conf);
-    server.add_service(spec.service(proxy, &conf).unwrap_or_else(|e| fail(e)));
+    server.add_service(service);
     server.run_forever()
 }
 

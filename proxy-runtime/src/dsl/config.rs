@@ -52,7 +52,7 @@ impl std::error::Error for ConfigError {}
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Listen addresses (replace the declared ones).
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<Vec<Spanned<String>>>,
     /// TLS listeners (replace the declared ones).
     pub tls_listen: Option<Vec<TlsListenFile>>,
     /// Worker threads.
@@ -101,7 +101,7 @@ pub struct TlsListenFile {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamOverride {
     /// The group's addresses.
-    pub addrs: Option<Vec<String>>,
+    pub addrs: Option<Spanned<Vec<Spanned<String>>>>,
     /// Connect timeout (`"1s"`).
     pub connect_timeout: Option<Spanned<String>>,
     /// Read timeout.
@@ -210,16 +210,28 @@ impl ProxyConfig {
         let file: ConfigFile =
             toml::from_str(text).map_err(|e| ConfigError(format!("{path}: {e}")))?;
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let at = |offset: usize, key: &str, what: &dyn fmt::Display| {
+            ConfigError(format!("{path}:{}: key `{key}`: {what}", line_of(offset)))
+        };
         let duration = |v: &Spanned<String>, key: &str| {
-            proxy_syntax::duration::parse_duration(v.get_ref()).map_err(|e| {
-                ConfigError(format!(
-                    "{path}:{}: key `{key}`: {e}",
-                    line_of(v.span().start)
-                ))
-            })
+            proxy_syntax::duration::parse_duration(v.get_ref())
+                .map_err(|e| at(v.span().start, key, &e))
+        };
+        // A timeout of 0 would fail every wait at once.
+        let timeout = |v: &Spanned<String>, key: &str| {
+            let d = duration(v, key)?;
+            if d.is_zero() {
+                return Err(at(v.span().start, key, &"must be longer than 0"));
+            }
+            Ok(d)
         };
         if let Some(l) = file.listen {
-            self.listen = l;
+            let mut listen = Vec::new();
+            for a in l {
+                check_listen(a.get_ref(), &listen).map_err(|e| at(a.span().start, "listen", &e))?;
+                listen.push(a.into_inner());
+            }
+            self.listen = listen;
         }
         if let Some(t) = file.tls_listen {
             self.tls_listen = t
@@ -234,6 +246,12 @@ impl ProxyConfig {
                     (t.addr, s)
                 })
                 .collect();
+            for (i, (addr, _)) in self.tls_listen.iter().enumerate() {
+                let before: Vec<String> =
+                    self.tls_listen[..i].iter().map(|t| t.0.clone()).collect();
+                check_listen(addr, &before)
+                    .map_err(|e| ConfigError(format!("{path}: key `tls_listen`: {e}")))?;
+            }
         }
         if let Some(t) = file.threads {
             if t == 0 {
@@ -256,10 +274,10 @@ impl ProxyConfig {
             self.grace_period = Some(duration(g, "grace_period")?);
         }
         if let Some(k) = &file.keepalive_timeout {
-            self.keepalive_timeout = Some(duration(k, "keepalive_timeout")?);
+            self.keepalive_timeout = Some(timeout(k, "keepalive_timeout")?);
         }
         if let Some(h) = &file.header_read_timeout {
-            self.header_read_timeout = Some(duration(h, "header_read_timeout")?);
+            self.header_read_timeout = Some(timeout(h, "header_read_timeout")?);
         }
         if file.log.is_some() {
             self.log = file.log;
@@ -289,24 +307,33 @@ impl ProxyConfig {
                     known.join(", ")
                 )));
             }
-            for a in o.addrs.iter().flatten() {
-                proxy_syntax::address::parse_address(a).map_err(|e| {
-                    ConfigError(format!(
-                        "{path}:{}: key `upstreams.{}.addrs`: {a:?}: {e}",
-                        line_of(name.span().start),
-                        name.get_ref()
-                    ))
-                })?;
-            }
             let key = |k: &str| format!("upstreams.{}.{k}", name.get_ref());
+            if let Some(list) = &o.addrs {
+                if list.get_ref().is_empty() {
+                    return Err(at(
+                        list.span().start,
+                        &key("addrs"),
+                        &"empty: give at least one address",
+                    ));
+                }
+                for a in list.get_ref() {
+                    check_upstream_address(a.get_ref())
+                        .map_err(|e| at(a.span().start, &key("addrs"), &e))?;
+                }
+            }
             let parse = |v: &Option<Spanned<String>>, k: &str| {
-                v.as_ref().map(|v| duration(v, &key(k))).transpose()
+                v.as_ref().map(|v| timeout(v, &key(k))).transpose()
             };
             let options = UpstreamOptions {
                 connect: parse(&o.connect_timeout, "connect_timeout")?,
                 read: parse(&o.read_timeout, "read_timeout")?,
                 write: parse(&o.write_timeout, "write_timeout")?,
-                idle: parse(&o.idle_timeout, "idle_timeout")?,
+                // 0: no pooling.
+                idle: o
+                    .idle_timeout
+                    .as_ref()
+                    .map(|v| duration(v, &key("idle_timeout")))
+                    .transpose()?,
                 tls: o.tls,
                 sni: o.sni.clone(),
                 verify: o.verify,
@@ -318,6 +345,11 @@ impl ProxyConfig {
                     .insert(name.get_ref().clone(), options);
             }
             if let Some(addrs) = o.addrs {
+                let addrs = addrs
+                    .into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect();
                 self.upstream_addrs.insert(name.into_inner(), addrs);
             }
         }
@@ -355,23 +387,98 @@ impl ProxyConfig {
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
         };
-        if let Some(v) = env(&format!("{prefix}_LISTEN")) {
-            self.listen = split(v);
+        let var = format!("{prefix}_LISTEN");
+        if let Some(v) = env(&var) {
+            let mut listen = Vec::new();
+            for a in split(v) {
+                check_listen(&a, &listen)
+                    .map_err(|e| ConfigError(format!("environment variable {var}: {e}")))?;
+                listen.push(a);
+            }
+            if listen.is_empty() {
+                return Err(ConfigError(format!(
+                    "environment variable {var}: no address"
+                )));
+            }
+            self.listen = listen;
         }
         for u in upstreams {
             let var = format!("{prefix}_UPSTREAM_{}", env_name(u.name));
             if let Some(v) = env(&var) {
                 let addrs = split(v);
+                if addrs.is_empty() {
+                    return Err(ConfigError(format!(
+                        "environment variable {var}: no address"
+                    )));
+                }
                 for a in &addrs {
-                    proxy_syntax::address::parse_address(a).map_err(|e| {
-                        ConfigError(format!("environment variable {var}: {a:?}: {e}"))
-                    })?;
+                    check_upstream_address(a)
+                        .map_err(|e| ConfigError(format!("environment variable {var}: {e}")))?;
                 }
                 self.upstream_addrs.insert(u.name.to_string(), addrs);
             }
         }
         Ok(())
     }
+
+    /// Environment variables that look meant for this proxy but name no upstream
+    /// (`EDGE_UPSTREAM_APII`): an error, with the closest name, rather than a setting
+    /// silently not applied. `names` are the variables' names.
+    pub fn check_env_names(
+        proxy_name: &str,
+        upstreams: &[UpstreamSpec],
+        names: impl Iterator<Item = String>,
+    ) -> Result<(), ConfigError> {
+        let prefix = format!("{}_UPSTREAM_", env_name(proxy_name));
+        let known: Vec<String> = upstreams.iter().map(|u| env_name(u.name)).collect();
+        for var in names {
+            let Some(upstream) = var.strip_prefix(&prefix) else {
+                continue;
+            };
+            if !known.iter().any(|k| k == upstream) {
+                let hint =
+                    proxy_syntax::suggest::closest(upstream, known.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean {prefix}{s}?"))
+                        .unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "environment variable {var}: no upstream of that name (declared: {}){hint}",
+                    upstreams
+                        .iter()
+                        .map(|u| u.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A listen address: `ip:port` or `host:port`, not given twice (after `before`).
+pub(crate) fn check_listen(addr: &str, before: &[String]) -> Result<(), String> {
+    let valid = addr.parse::<std::net::SocketAddr>().is_ok()
+        || (!addr.starts_with("unix:") && proxy_syntax::address::parse_address(addr).is_ok());
+    if !valid {
+        return Err(format!(
+            "{addr:?} is not a listen address (write \"ip:port\", e.g. \"0.0.0.0:8080\")"
+        ));
+    }
+    if before.iter().any(|b| b.eq_ignore_ascii_case(addr)) {
+        return Err(format!("{addr:?} is given twice"));
+    }
+    Ok(())
+}
+
+/// An upstream address: what the declaration accepts, and a port that can be connected to.
+fn check_upstream_address(addr: &str) -> Result<(), String> {
+    proxy_syntax::address::parse_address(addr).map_err(|e| format!("{addr:?}: {e}"))?;
+    if addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.port() == 0)
+    {
+        return Err(format!("{addr:?}: port 0 cannot be connected to"));
+    }
+    Ok(())
 }
 
 /// `my-edge` → `MY_EDGE`.
@@ -443,6 +550,75 @@ mod tests {
             .apply_file_text("edge.toml", "listn = []\n", UPSTREAMS)
             .unwrap_err();
         assert!(e.0.contains("line 1") && e.0.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn addresses_and_timeouts_are_checked_with_their_line() {
+        let mut c = ProxyConfig::declared(&["0.0.0.0:80"], None, None);
+        let cases = [
+            (
+                "threads = 2\nlisten = [\"nope\"]\n",
+                "edge.toml:2: key `listen`",
+            ),
+            (
+                "listen = [\"127.0.0.1:8\", \"127.0.0.1:8\"]\n",
+                "is given twice",
+            ),
+            (
+                "[upstreams.Api]\nread_timeout = \"1s\"\n\naddrs = [\"10.0.0.1:80\", \"bad host:1\"]\n",
+                "edge.toml:4: key `upstreams.Api.addrs`",
+            ),
+            (
+                "[upstreams.Api]\naddrs = []\n",
+                "edge.toml:2: key `upstreams.Api.addrs`: empty",
+            ),
+            ("[upstreams.Api]\naddrs = [\"127.0.0.1:0\"]\n", "port 0"),
+            (
+                "[upstreams.Api]\nconnect_timeout = \"0s\"\n",
+                "edge.toml:2: key `upstreams.Api.connect_timeout`: must be longer than 0",
+            ),
+            ("keepalive_timeout = \"0ms\"\n", "key `keepalive_timeout`"),
+        ];
+        for (text, expected) in cases {
+            let e = c.apply_file_text("edge.toml", text, UPSTREAMS).unwrap_err();
+            assert!(e.0.contains(expected), "{text:?}: {e}");
+        }
+        // An idle timeout of 0 is valid: no pooling.
+        c.apply_file_text(
+            "edge.toml",
+            "[upstreams.Api]\nidle_timeout = \"0s\"\n",
+            UPSTREAMS,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn environment_names_meant_for_no_upstream_are_errors() {
+        let names = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        ProxyConfig::check_env_names(
+            "my-edge",
+            UPSTREAMS,
+            names(&["MY_EDGE_UPSTREAM_API", "PATH"]),
+        )
+        .unwrap();
+        let e =
+            ProxyConfig::check_env_names("my-edge", UPSTREAMS, names(&["MY_EDGE_UPSTREAM_APII"]))
+                .unwrap_err();
+        assert!(e.0.contains("did you mean MY_EDGE_UPSTREAM_API"), "{e}");
+        let mut c = ProxyConfig::default();
+        for empty in ["", " , "] {
+            let e = c
+                .apply_env("my-edge", UPSTREAMS, |k| {
+                    (k == "MY_EDGE_UPSTREAM_API").then(|| empty.to_string())
+                })
+                .unwrap_err();
+            assert!(e.0.contains("MY_EDGE_UPSTREAM_API: no address"), "{e}");
+        }
     }
 
     #[test]
