@@ -138,9 +138,11 @@ async fn allocations_per_proxied_request_stay_low() {
         one(&mut client).await;
     }
     let per_request = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / N as f64;
-    println!("allocations per proxied request: {per_request:.1}");
+    println!("allocations per proxied request: {per_request:.3}");
+    // Work done once a second, not per request (formatting the `Date` the origin's
+    // responses lack), adds a few allocations in all: well under 0.05 per request.
     assert!(
-        per_request <= CEILING as f64,
-        "{per_request:.1} allocations per request (ceiling {CEILING})"
+        per_request < CEILING as f64 + 0.05,
+        "{per_request:.3} allocations per request (ceiling {CEILING})"
     );
 }
