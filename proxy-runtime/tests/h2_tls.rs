@@ -679,3 +679,24 @@ async fn shutdown_closes_idle_tls_connections_with_close_notify_and_gives_up_han
     assert!(matches!(n, Ok(0) | Err(_)));
     wait_until("no connection left", || tracker.live() == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_s_close_notify_is_answered_with_one() {
+    let pki = Pki::new("tls-bye");
+    let (_origin, proxy) = tls_proxy_with(&pki, |b| b).await;
+    let mut s = tls_connect(
+        proxy.tls_addr(),
+        pki.client_config(&[b"http/1.1"], None),
+        PROXY_NAME,
+    )
+    .await
+    .unwrap();
+    // close_notify (and FIN) before any request, then read the proxy's goodbye.
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes too");
+    assert!(closed.is_ok(), "closed without close_notify: {closed:?}");
+    assert!(rest.is_empty());
+}

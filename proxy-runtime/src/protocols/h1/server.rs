@@ -135,6 +135,8 @@ pub async fn read_request(
             if !io.rbuf.iter().all(|b| b.is_ascii_whitespace()) {
                 tracing::debug!(peer, "client closed in the middle of a request head");
             }
+            // A TLS client that said goodbye (`close_notify`) gets one back.
+            close_idle(io, opts).await;
             return ReadOutcome::Closed;
         }
         let at = *deadline.get_or_insert_with(|| Instant::now() + opts.header_read_timeout);
