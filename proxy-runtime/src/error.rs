@@ -72,6 +72,11 @@ pub enum ErrorKind {
     InvalidHttp(u16),
     /// The response from the origin could not be parsed.
     InvalidUpstreamResponse,
+    /// The origin answered the cache's revalidation with a `304` for a representation
+    /// the cache does not hold (another entity-tag): the request is sent again without
+    /// validators. Not a failure of the origin: it does not count against retry limits
+    /// or passive health.
+    NotModifiedElsewhere,
     /// A body exceeded a configured limit.
     BodyTooLarge,
     // ---- decided by phases
@@ -102,6 +107,7 @@ impl ErrorKind {
             ErrorKind::WriteError => "WriteError",
             ErrorKind::InvalidHttp(_) => "InvalidHttp",
             ErrorKind::InvalidUpstreamResponse => "InvalidUpstreamResponse",
+            ErrorKind::NotModifiedElsewhere => "NotModifiedElsewhere",
             ErrorKind::BodyTooLarge => "BodyTooLarge",
             ErrorKind::HttpStatus(_) => "HttpStatus",
             ErrorKind::Internal => "Internal",

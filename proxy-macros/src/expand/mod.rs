@@ -1068,6 +1068,11 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
             Some((
                 quote! {
                     let mut e = e;
+                    // The cache's refetch after an unusable 304: neither a try the route's
+                    // limit counts nor a failure of the backend.
+                    if e.kind == #krate::ErrorKind::NotModifiedElsewhere {
+                        return e;
+                    }
                     #[allow(unreachable_patterns)]
                     let __limit: ::core::option::Option<u32> = match ctx.route.as_ref() {
                         #(#arms)*

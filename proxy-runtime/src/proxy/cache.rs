@@ -402,7 +402,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
             session.cache.revalidate = false;
             session.cache.refetched = true;
             return Err(Error::explain(
-                crate::ErrorKind::InvalidUpstreamResponse,
+                crate::ErrorKind::NotModifiedElsewhere,
                 crate::ErrorSource::Upstream,
                 "304 for a representation the cache does not hold",
             )
