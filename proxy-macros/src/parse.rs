@@ -289,6 +289,16 @@ pub fn parse(attr: TokenStream, mod_ident: &Ident, items: &mut [Item], cx: &Ctxt
     decl
 }
 
+/// Whether two upstream addresses are the same: host names compare without case, Unix
+/// socket paths exactly.
+fn same_address(a: &str, b: &str) -> bool {
+    if a.starts_with("unix:") || b.starts_with("unix:") {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
+}
+
 /// Conditional compilation and the DSL: the route table, the context and the upstream
 /// list are generated from every declared item, so an item that `#[cfg]` may remove
 /// cannot be one (the generated code would name what is gone); and a marker cannot
@@ -359,9 +369,17 @@ fn parse_listen(opts: &Options, cx: &Ctxt) -> (Vec<String>, Vec<TlsListen>) {
                     );
                     continue;
                 };
-                let Some(addr) = socket_addr(&addr, cx) else {
+                let addr_lit = addr;
+                let Some(addr) = socket_addr(&addr_lit, cx) else {
                     continue;
                 };
+                if listed_twice(&addr, &plain, &tls) {
+                    cx.error(
+                        addr_lit.span(),
+                        format!("{addr:?} is listed twice in `listen`"),
+                    );
+                    continue;
+                }
                 let mut certs = Vec::new();
                 match (t.string("cert", cx), t.string("key", cx)) {
                     (Some(c), Some(k)) => certs.push((c.value(), k.value())),
@@ -400,12 +418,7 @@ fn parse_listen(opts: &Options, cx: &Ctxt) -> (Vec<String>, Vec<TlsListen>) {
                 if let Some(lit) = expect_str(other, "listen", cx)
                     && let Some(a) = socket_addr(&lit, cx)
                 {
-                    let canonical = a.parse::<std::net::SocketAddr>().ok();
-                    let twice = plain
-                        .iter()
-                        .chain(tls.iter().map(|t: &TlsListen| &t.addr))
-                        .any(|p: &String| p.parse::<std::net::SocketAddr>().ok() == canonical);
-                    if twice {
+                    if listed_twice(&a, &plain, &tls) {
                         cx.error(lit.span(), format!("{a:?} is listed twice in `listen`"));
                     } else {
                         plain.push(a);
@@ -415,6 +428,16 @@ fn parse_listen(opts: &Options, cx: &Ctxt) -> (Vec<String>, Vec<TlsListen>) {
         }
     }
     (plain, tls)
+}
+
+/// Whether `addr` is already among the plain or TLS listen addresses (compared as
+/// socket addresses: `127.0.0.1:80` and `127.0.0.1:080` are one).
+fn listed_twice(addr: &str, plain: &[String], tls: &[TlsListen]) -> bool {
+    let canonical = addr.parse::<std::net::SocketAddr>().ok();
+    plain
+        .iter()
+        .chain(tls.iter().map(|t| &t.addr))
+        .any(|p| p.parse::<std::net::SocketAddr>().ok() == canonical)
 }
 
 fn check_reserved(item: &Item, cx: &Ctxt) {
@@ -753,11 +776,7 @@ fn parse_upstream(attr: &Attribute, ident: &Ident, cx: &Ctxt) -> Option<Upstream
                 let Some(lit) = lit else { continue };
                 match parse_address(&lit.value()) {
                     // Host names compare without case: `API:80` is `api:80`.
-                    Ok(_)
-                        if addrs
-                            .iter()
-                            .any(|a: &String| a.eq_ignore_ascii_case(&lit.value())) =>
-                    {
+                    Ok(_) if addrs.iter().any(|a: &String| same_address(a, &lit.value())) => {
                         cx.error(
                             lit.span(),
                             format!("{:?} is listed twice\n  help: give it a weight instead: (\"{}\", 2)", lit.value(), lit.value()),

@@ -274,6 +274,13 @@ mod methods {
 
     #[route(HEAD, "/both", respond = 204)]
     fn both_head() {}
+
+    /// An explicit HEAD route on a broader pattern takes HEAD from the GET route.
+    #[route(GET, "/api/{id}", respond = 200, body = "get\n")]
+    fn api_get() {}
+
+    #[route(HEAD, "/api/{*rest}", respond = 202)]
+    fn api_head() {}
 }
 
 #[tokio::test]
@@ -288,4 +295,6 @@ async fn head_goes_where_get_goes_and_405_lists_the_methods() {
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(request(p, "HEAD", "/both", &[]).await.status, 204);
     assert_eq!(request(p, "GET", "/both", &[]).await.body, "get\n");
+    assert_eq!(request(p, "HEAD", "/api/5", &[]).await.status, 202);
+    assert_eq!(request(p, "GET", "/api/5", &[]).await.body, "get\n");
 }

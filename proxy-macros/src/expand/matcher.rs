@@ -58,21 +58,9 @@ pub fn max_params(decl: &ProxyDecl) -> usize {
         .unwrap_or(0)
 }
 
-/// The method bits of `GET` and `HEAD` (their places in the DSL's method list).
-const GET: u16 = 1;
-const HEAD: u16 = 1 << 1;
-
 fn leaf_checks(decl: &ProxyDecl, routes: &[usize], krate: &syn::Path) -> TokenStream {
-    // A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the
-    // body), unless a route for the same paths and host declares HEAD itself.
-    let explicit_head = routes.iter().any(|&i| decl.routes[i].methods & HEAD != 0);
     let checks = routes.iter().map(|&i| {
-        let declared = decl.routes[i].methods;
-        let mask = if declared & GET != 0 && !explicit_head {
-            declared | HEAD
-        } else {
-            declared
-        };
+        let mask = decl.routes[i].methods;
         quote! {
             if #mask & __method != 0 {
                 return #krate::dsl::routing::Matched::Found(#i, __p);
@@ -192,8 +180,29 @@ pub fn matcher(decl: &ProxyDecl) -> TokenStream {
         /// The compiled route matcher: `method_bit` from
         /// `dsl::routing::method_bit`, the host without port, and the (normalized) path.
         /// Returns the route's index in `ROUTES` and its raw parameter values.
-        #[allow(unused_variables, unused_mut, unused_assignments, clippy::all)]
+        ///
+        /// A HEAD request goes to a route that declares HEAD (or `ANY`); when none
+        /// matches, to the route a GET would reach (RFC 9110 §9.3.2: HEAD is GET
+        /// without the body).
+        #[allow(clippy::all)]
         pub fn match_route<'p>(
+            __method: u16,
+            __host: &str,
+            __path: &'p str,
+        ) -> #krate::dsl::routing::Matched<'p, #n> {
+            use #krate::dsl::routing::{Matched, methods};
+            match __match_method(__method, __host, __path) {
+                Matched::MethodNotAllowed(__allowed)
+                    if __method == methods::HEAD && __allowed & methods::GET != 0 =>
+                {
+                    __match_method(methods::GET, __host, __path)
+                }
+                __other => __other,
+            }
+        }
+
+        #[allow(unused_variables, unused_mut, unused_assignments, clippy::all)]
+        fn __match_method<'p>(
             __method: u16,
             __host: &str,
             __path: &'p str,

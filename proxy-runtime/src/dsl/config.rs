@@ -247,8 +247,13 @@ impl ProxyConfig {
                 })
                 .collect();
             for (i, (addr, _)) in self.tls_listen.iter().enumerate() {
-                let before: Vec<String> =
-                    self.tls_listen[..i].iter().map(|t| t.0.clone()).collect();
+                // Neither twice among themselves nor also a cleartext listener (with
+                // SO_REUSEPORT both would bind, and TLS clients would land on either).
+                let before: Vec<String> = self.tls_listen[..i]
+                    .iter()
+                    .map(|t| t.0.clone())
+                    .chain(self.listen.iter().cloned())
+                    .collect();
                 check_listen(addr, &before)
                     .map_err(|e| ConfigError(format!("{path}: key `tls_listen`: {e}")))?;
             }

@@ -174,8 +174,14 @@ pub fn method_bit(m: &Method) -> u16 {
     }
 }
 
-/// `GET, HEAD` for an `Allow` header.
+/// `GET, HEAD` for an `Allow` header. HEAD is allowed wherever GET is (a HEAD request
+/// no route declares HEAD for goes where GET would).
 pub fn allow_header(mask: u16) -> String {
+    let mask = if mask & methods::GET != 0 {
+        mask | methods::HEAD
+    } else {
+        mask
+    };
     let mut out = String::new();
     for (i, name) in methods::NAMES.iter().enumerate() {
         if mask & (1 << i) != 0 {

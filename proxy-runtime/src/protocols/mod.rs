@@ -90,8 +90,9 @@ pub enum IdleState {
 impl Stream {
     /// Make closing this connection reset it (TCP `RST`, `SO_LINGER` 0) instead of
     /// ending it with FIN and, over TLS, `close_notify`: for a response cut short whose
-    /// end a clean close would otherwise mark (a body delimited by the close). Bytes not
-    /// yet sent are dropped with it. A no-op on Unix sockets.
+    /// end a clean close would otherwise mark (a body delimited by the close). Bytes the
+    /// peer has not received yet are dropped with it. A no-op on Unix sockets (which
+    /// have no reset).
     pub fn reset_on_close(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.set_zero_linger(),
@@ -218,6 +219,10 @@ impl Stream {
     /// for one. tokio-rustls sends such records only with the next write, and a
     /// connection waiting for its peer has none coming: the peer would wait for an
     /// answer until a timeout. Errors are left for the next read or write to meet.
+    ///
+    /// This flush registers the reading task for write readiness: a TLS stream is
+    /// read and written from one task (as every connection here is), not split
+    /// between two.
     fn send_tls_replies(&mut self, cx: &mut Context<'_>) {
         let queued = match self {
             Stream::TlsServer(s) => s.get_ref().1.wants_write(),

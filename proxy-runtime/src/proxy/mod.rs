@@ -242,7 +242,6 @@ impl<P: ProxyHttp> crate::protocols::subrequest::SubrequestRunner for HttpProxy<
     }
 }
 
-/// What a new cleartext connection starts with.
 /// Read whatever comes next into the connection's buffer.
 async fn read_some(io: &mut ConnIo) -> std::io::Result<()> {
     io.fill(None).await.map(drop)
@@ -260,6 +259,7 @@ enum IdleWait {
     ShuttingDown,
 }
 
+/// What a new cleartext connection starts with.
 enum Sniffed {
     /// The HTTP/2 connection preface.
     H2,

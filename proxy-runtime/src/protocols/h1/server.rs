@@ -198,6 +198,8 @@ async fn reject(mut io: ConnIo, e: &HeadError) {
     small.put_slice(status.canonical_reason().unwrap_or("Error").as_bytes());
     small.put_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
     small.put_slice(body.len().to_string().as_bytes());
+    small.put_slice(b"\r\nDate: ");
+    small.put_slice(crate::http::date::now().as_bytes());
     small.put_slice(b"\r\nConnection: close\r\n\r\n");
     small.put_slice(body.as_bytes());
     lingering_close(io).await;
