@@ -153,6 +153,13 @@ async fn malformed_fields_reset_the_stream_and_reach_no_origin() {
         let got = exchange(&mut client, req, None).await;
         assert_eq!(got, Err(h2::Reason::PROTOCOL_ERROR), "{what}");
     }
+    // CONNECT is refused as over HTTP/1: no tunnels from a reverse proxy.
+    let connect = http::Request::builder()
+        .method("CONNECT")
+        .uri("a.test:443")
+        .body(())
+        .unwrap();
+    assert_eq!(exchange(&mut client, connect, None).await, Ok(405));
     // The connection is still fine, and only the valid request reached the origin.
     let ok = get("a.test").body(()).unwrap();
     assert_eq!(exchange(&mut client, ok, None).await, Ok(200));

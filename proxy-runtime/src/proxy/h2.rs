@@ -120,6 +120,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
                         respond.send_reset(h2::Reason::PROTOCOL_ERROR);
                         continue;
                     }
+                    if request.method() == http::Method::CONNECT {
+                        // As over HTTP/1: a reverse proxy offers no tunnels.
+                        let mut refused = http::Response::new(());
+                        *refused.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+                        let _ = respond.send_response(refused, true);
+                        continue;
+                    }
                     accepted += 1;
                     let resets = open.client_resets.load(Ordering::Relaxed);
                     if resets >= MAX_PREMATURE_RESETS && resets * 2 > accepted {

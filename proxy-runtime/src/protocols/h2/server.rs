@@ -90,6 +90,9 @@ pub fn check_request<B>(request: &http::Request<B>) -> std::result::Result<(), &
     if authority.is_some_and(|a| a.as_str().contains('@')) {
         return Err("userinfo in :authority");
     }
+    if request.method() == http::Method::CONNECT && authority.is_none() {
+        return Err("CONNECT without :authority"); // RFC 9113 §8.5
+    }
     let mut hosts = request.headers().get_all(header::HOST).iter();
     match authority {
         // Host may repeat :authority, never name another target (a proxy that routed
