@@ -284,3 +284,59 @@ async fn a_discovery_source_changes_the_backends_at_run_time() {
     let r = request(addr, "GET", "/discovered", &[]).await;
     assert_eq!(r.line("origin="), Some("second"));
 }
+
+/// Tries made by the last request of [`retry_limits`] (its `logging` phase).
+static LAST_TRIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[proxy(name = "retry_limits")]
+mod retry_limits {
+    use super::*;
+
+    #[upstream(addrs = ["127.0.0.1:1"])]
+    pub struct Undeclared;
+
+    #[upstream(addrs = ["127.0.0.1:1"], retries = 5)]
+    pub struct Generous;
+
+    #[route(GET, "/undeclared", to = Undeclared)]
+    fn undeclared() {}
+
+    #[route(GET, "/generous", to = Generous)]
+    fn generous() {}
+
+    #[phase(logging)]
+    fn record(session: &mut Session) {
+        LAST_TRIES.store(
+            session.upstream_tries(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+#[tokio::test]
+async fn routes_without_declared_retries_retry_twice_whatever_other_routes_declare() {
+    // Six backends that refuse connections: every try fails and may be retried.
+    let mut dead = Vec::new();
+    for _ in 0..6 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        dead.push(l.local_addr().unwrap().to_string());
+    }
+    let dead: Vec<&str> = dead.iter().map(String::as_str).collect();
+    let conf = retry_limits::config()
+        .with_upstream("Undeclared", &dead)
+        .with_upstream("Generous", &dead);
+    let addr = serve(retry_limits::service(&conf).unwrap().proxy().clone()).await;
+    let tries = |path: &'static str| async move {
+        assert_eq!(request(addr, "GET", path, &[]).await.status, 502);
+        // The logging phase runs after the answer is written.
+        for _ in 0..100 {
+            if LAST_TRIES.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        LAST_TRIES.swap(0, std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(tries("/undeclared").await, 3, "the default: 2 retries");
+    assert_eq!(tries("/generous").await, 6, "its group's 5 retries");
+}

@@ -73,20 +73,30 @@ async fn post_with_content_length_is_forwarded_and_echoed() {
 #[tokio::test]
 async fn a_repeated_identical_content_length_reaches_the_origin_once() {
     let (origin, addr, _proxy) = origin_and_proxy().await;
-    let r = request(
-        addr,
-        "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-    )
-    .await;
-    assert_eq!((r.status(), r.text().as_str()), (200, "hello"));
-    let reqs = origin.requests();
-    let lengths: Vec<&str> = reqs[0]
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    assert_eq!(lengths, ["5"], "{}", reqs[0].head);
+    // Repeated as fields, and as a list in one field.
+    for (i, lengths) in [
+        "Content-Length: 5\r\nContent-Length: 5",
+        "Content-Length: 5, 5",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = request(
+            addr,
+            &format!("POST /echo HTTP/1.1\r\nHost: test\r\n{lengths}\r\n\r\nhello"),
+        )
+        .await;
+        assert_eq!((r.status(), r.text().as_str()), (200, "hello"));
+        let reqs = origin.requests();
+        let seen: Vec<&str> = reqs[i]
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(seen, ["5"], "{lengths:?}: {}", reqs[i].head);
+        assert!(!reqs[i].has_header("transfer-encoding"), "{}", reqs[i].head);
+    }
 }
 
 #[tokio::test]

@@ -127,6 +127,14 @@ async fn a_stale_socket_file_is_replaced_but_a_regular_file_is_not() {
         "{err}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    // A socket another server still listens on is not taken over.
+    let live = dir.join("live.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    let err = Listener::bind(&ListenAddr::Unix(live.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("listening"), "{err}");
+    assert!(std::os::unix::net::UnixStream::connect(&live).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -65,7 +65,8 @@ struct Args {
     /// Do not verify the upstream's certificate (test origins only).
     #[arg(long)]
     upstream_insecure: bool,
-    /// The upstream: `ip:port`, `host:port` (resolved once at start-up) or `unix:/path`.
+    /// The upstream: `ip:port`, `host:port` (resolved at start-up, then every 30 s) or
+    /// `unix:/path`.
     #[arg(long)]
     upstream: String,
     /// Connect timeout, in seconds.

@@ -5,7 +5,7 @@
 //! curl -i http://127.0.0.1:8080/hello
 //! ```
 //!
-//! The proxy adds `X-Proxy` to every response and answers `/blocked` itself with 403,
+//! The proxy adds `X-Proxy` to every proxied response and answers `/blocked` itself with 403,
 //! to show a request phase and a response phase.
 
 use std::net::SocketAddr;

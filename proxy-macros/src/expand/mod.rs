@@ -14,6 +14,9 @@ use crate::model::*;
 use crate::phases::{self, Combine, Phase};
 use calls::{PhaseCall, call_phase_fn, route_handler_call};
 
+/// Retries of a forwarding route that declares none, nor does its upstream group.
+const DEFAULT_RETRIES: u32 = 2;
+
 /// `user_profile` → `UserProfile`.
 pub fn variant_name(ident: &syn::Ident) -> syn::Ident {
     let camel: String = ident
@@ -273,9 +276,9 @@ pub fn expand(decl: &ProxyDecl) -> TokenStream {
         .iter()
         .filter_map(|r| r.retries)
         .chain(decl.upstreams.iter().filter_map(|u| u.retries))
-        .chain([2])
+        .chain([DEFAULT_RETRIES])
         .max()
-        .unwrap_or(2);
+        .unwrap_or(DEFAULT_RETRIES);
 
     quote! {
         #route_enum
@@ -1049,18 +1052,21 @@ fn generated_part(decl: &ProxyDecl, phase: Phase) -> Option<(TokenStream, TokenS
                 let Action::Forward(up) = &r.action else {
                     continue;
                 };
-                let limit = r.retries.or_else(|| {
-                    decl.upstreams
-                        .iter()
-                        .find(|u| u.ident == *up)
-                        .and_then(|u| u.retries)
-                });
-                if let Some(limit) = limit {
-                    by_limit
-                        .entry(limit)
-                        .or_default()
-                        .push(variant_name(&r.func.ident));
-                }
+                // The route's own limit, else its group's, else the documented default
+                // (the service's limit is the largest of them all).
+                let limit = r
+                    .retries
+                    .or_else(|| {
+                        decl.upstreams
+                            .iter()
+                            .find(|u| u.ident == *up)
+                            .and_then(|u| u.retries)
+                    })
+                    .unwrap_or(DEFAULT_RETRIES);
+                by_limit
+                    .entry(limit)
+                    .or_default()
+                    .push(variant_name(&r.func.ident));
             }
             let arms = by_limit.iter().map(|(limit, variants)| {
                 quote! { ::core::option::Option::Some(#(Route::#variants { .. })|*) => ::core::option::Option::Some(#limit), }

@@ -285,6 +285,29 @@ pub fn resolve_address(addr: &str) -> Result<Vec<SocketAddress>> {
     Ok(resolved)
 }
 
+/// The host name every address of a group names (`api.internal` for
+/// `["api.internal:443"]`), when they all name the same one: the group's default TLS
+/// server name. `None` for IP addresses, Unix sockets, or several names.
+fn common_host_name(list: &[String]) -> Option<String> {
+    let mut name: Option<String> = None;
+    for a in list {
+        let (host, _) = a.rsplit_once(':')?;
+        if a.starts_with("unix:")
+            || host.starts_with('[')
+            || host.parse::<std::net::IpAddr>().is_ok()
+        {
+            return None;
+        }
+        let host = host.to_ascii_lowercase();
+        match &name {
+            None => name = Some(host),
+            Some(n) if *n == host => {}
+            Some(_) => return None,
+        }
+    }
+    name
+}
+
 impl UpstreamGroup {
     /// Build a group from its declaration, with `addrs` replacing the declared
     /// addresses when given. Every host name is resolved now (all its addresses become
@@ -365,7 +388,13 @@ impl UpstreamGroup {
             options.idle_timeout = d;
         }
         let mut tls = spec.tls;
-        let mut sni = spec.sni.unwrap_or("").to_string();
+        // Without a declared `sni`, a group addressed by one host name presents and
+        // verifies that name (its backends are the name's resolved IPs).
+        let mut sni = spec
+            .sni
+            .map(str::to_string)
+            .or_else(|| common_host_name(list))
+            .unwrap_or_default();
         options.h2 = spec.h2;
         if spec.h2 && tls {
             options.alpn = crate::protocols::tls::Alpn::H2;
@@ -548,6 +577,26 @@ impl UpstreamGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_addressed_by_one_host_name_uses_it_for_sni() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            common_host_name(&list(&["Api.Internal:443", "api.internal:8443"])).as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(
+            common_host_name(&list(&["a.internal:443", "b.internal:443"])),
+            None
+        );
+        assert_eq!(common_host_name(&list(&["10.0.0.1:443"])), None);
+        assert_eq!(common_host_name(&list(&["[::1]:443"])), None);
+        assert_eq!(common_host_name(&list(&["unix:/run/a.sock"])), None);
+        assert_eq!(
+            common_host_name(&list(&["api.internal:443", "10.0.0.1:443"])),
+            None
+        );
+    }
 
     const SPEC: UpstreamSpec = UpstreamSpec {
         name: "Api",

@@ -241,7 +241,7 @@ fn upstream_request_framing(
     let client_framing = session.h1_framing();
     let declared = req
         .header_str(header::CONTENT_LENGTH)
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(single_length);
     // An HTTP/2 request may end in trailers after a body of declared length; HTTP/1.1
     // carries trailers only in chunked framing. When the client announced them
     // (`Trailer`), the body goes chunked so that they reach the origin.
@@ -249,8 +249,13 @@ fn upstream_request_framing(
         session.downstream_is_h2() && session.req_header().has_header(header::TRAILER);
     match (client_framing, declared) {
         (BodyFraming::Length(n), Some(d)) if n == d && !trailers_announced => {
-            // A repeated (identical) Content-Length goes on as one (RFC 9110 §8.6).
-            if req.header_values(header::CONTENT_LENGTH).nth(1).is_some() {
+            // A repeated (identical) Content-Length goes on as one (RFC 9110 §8.6):
+            // repeated as fields, or as a list in one (`5, 5`).
+            if req.header_values(header::CONTENT_LENGTH).nth(1).is_some()
+                || req
+                    .header_str(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.contains(','))
+            {
                 req.insert_header(header::CONTENT_LENGTH, n.to_string())?;
             }
             Ok(BodyFraming::Length(n))
@@ -261,6 +266,14 @@ fn upstream_request_framing(
             Ok(BodyFraming::Chunked)
         }
     }
+}
+
+/// The length a `Content-Length` value states: one number, or a list of the same
+/// number (`5, 5`, which RFC 9110 §8.6 lets a recipient take as `5`).
+fn single_length(v: &str) -> Option<u64> {
+    let mut values = v.split(',').map(|p| p.trim().parse::<u64>().ok());
+    let first = values.next()??;
+    values.all(|x| x == Some(first)).then_some(first)
 }
 
 /// Wait for the next upstream event, within `limit` if given.

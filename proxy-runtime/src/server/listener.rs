@@ -171,11 +171,20 @@ impl Drop for Listener {
 /// Pending connections a listening socket queues (what `TcpListener::bind` uses).
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// Remove a leftover socket file (never a regular file) so `bind` can succeed.
+/// Remove a leftover socket file (never a regular file, nor a socket a server still
+/// listens on) so `bind` can succeed.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another server is listening on this socket",
+                ));
+            }
+            std::fs::remove_file(path)
+        }
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             "path exists and is not a socket",
