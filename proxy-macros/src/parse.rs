@@ -1638,6 +1638,14 @@ fn parse_rate_limit(opts: &Options, cx: &Ctxt) -> Option<RateLimitDecl> {
             return None;
         }
     };
+    // The limiter counts in nanoseconds (u64): about 584 years at most.
+    if u64::try_from(rate.per.as_nanos()).is_err() {
+        cx.error(
+            lit.span(),
+            "the rate's period is longer than the limiter can count (about 584 years)",
+        );
+        return None;
+    }
     Some(RateLimitDecl {
         count: rate.count,
         per: rate.per,

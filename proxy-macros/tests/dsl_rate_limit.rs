@@ -63,6 +63,37 @@ async fn each_key_gets_exactly_its_budget_then_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_key_header_given_twice_or_empty_cannot_dodge_the_limit() {
+    let addr = start().await;
+    // A fresh first value with the real key second: refused, not counted as new.
+    let r = request(
+        addr,
+        "GET",
+        "/keyed",
+        &[("x-api-key", "fresh-1"), ("x-api-key", "carol")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // The same value twice is one key.
+    let twice = [("x-api-key", "dave"), ("x-api-key", "dave")];
+    let statuses: Vec<u16> = four_requests(addr, &twice).await;
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // An empty value is no key: the client's address is counted.
+    let empty = [("x-api-key", "")];
+    let statuses: Vec<u16> = four_requests(addr, &empty).await;
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+/// Four requests to `/keyed` with `headers`, one after another; their statuses.
+async fn four_requests(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        out.push(request(addr, "GET", "/keyed", headers).await.status);
+    }
+    out
+}
+
+#[tokio::test]
 async fn a_route_budget_is_shared_by_every_client() {
     let addr = start().await;
     let mut seen = Vec::new();

@@ -323,7 +323,8 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 }
 
 /// The head of a `429 Too Many Requests` answer: `Retry-After` in whole seconds (see
-/// [`retry_after_secs`]) and an empty body (`Content-Length: 0`).
+/// [`retry_after_secs`]) and an empty body (`Content-Length: 0`). The DSL's routes answer
+/// with a short text body instead (`dsl::limits`).
 pub fn too_many_requests(retry_after: Duration) -> ResponseHeader {
     let mut head = ResponseHeader::new(StatusCode::TOO_MANY_REQUESTS, 2);
     // Names and values are valid by construction: the infallible path.

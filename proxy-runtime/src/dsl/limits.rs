@@ -52,26 +52,50 @@ impl RouteLimitSpec {
     }
 }
 
-/// The key `session`'s request is counted by. Addresses are hashed as their bytes, so
-/// building the key does not allocate.
-fn with_key<T>(by: LimitBy, session: &Session, f: impl FnOnce(&[u8]) -> T) -> T {
-    if let LimitBy::Header(name) = by
-        && let Some(v) = session.req_header().header(name)
-    {
-        return f(v.as_bytes());
+/// The key `session`'s request is counted by (`None`: the key header has several
+/// different values). Each kind of key starts with its own tag byte, so a header value
+/// can never stand for a client address (or the reverse). An empty value counts as none
+/// (the client's address).
+fn with_key<T>(by: LimitBy, session: &Session, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    if let LimitBy::Header(name) = by {
+        let mut values = session
+            .req_header()
+            .header_values(name)
+            .map(|v| v.as_bytes().trim_ascii())
+            .filter(|v| !v.is_empty());
+        if let Some(first) = values.next() {
+            // Which one would the origin believe? Counting the first would let a
+            // client put a fresh value first and its real one second.
+            if values.any(|v| v != first) {
+                return None;
+            }
+            let mut key = Vec::with_capacity(first.len() + 1);
+            key.push(b'h');
+            key.extend_from_slice(first);
+            return Some(f(&key));
+        }
     }
     if by == LimitBy::Route {
-        return f(b"");
+        return Some(f(b"r"));
     }
-    match session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-    {
-        Some(std::net::IpAddr::V4(ip)) => f(&ip.octets()),
-        Some(std::net::IpAddr::V6(ip)) => f(&ip.octets()),
-        None => f(b"unix"),
-    }
+    Some(
+        match session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            Some(std::net::IpAddr::V4(ip)) => {
+                let o = ip.octets();
+                f(&[b'4', o[0], o[1], o[2], o[3]])
+            }
+            Some(std::net::IpAddr::V6(ip)) => {
+                let mut key = [b'6'; 17];
+                key[1..].copy_from_slice(&ip.octets());
+                f(&key)
+            }
+            None => f(b"u"),
+        },
+    )
 }
 
 /// Count `session`'s request against `limiter`. `Some(permit)`: go on, holding the
@@ -82,7 +106,21 @@ pub async fn enforce(
     spec: &RouteLimitSpec,
     session: &mut Session,
 ) -> crate::Result<Option<Permit>> {
-    match with_key(spec.by, session, |key| limiter.check(key)) {
+    let Some(decision) = with_key(spec.by, session, |key| limiter.check(key)) else {
+        tracing::info!(
+            route = spec.route,
+            client = ?session.client_addr().map(ToString::to_string),
+            "several values of the rate-limit key header: 400"
+        );
+        Response::text(
+            400,
+            "400 Bad Request: the rate-limit key header is given twice\n",
+        )
+        .send(session)
+        .await?;
+        return Ok(None);
+    };
+    match decision {
         Decision::Allowed(permit) => Ok(Some(permit)),
         Decision::Limited { retry_after } => {
             let secs = retry_after_secs(retry_after);

@@ -21,6 +21,10 @@ mod edge {
 
     #[route(GET, "/e", to = Api, by = header("x-api-key"))]
     fn e() {}
+
+    // Longer than the limiter's nanosecond counter.
+    #[route(GET, "/f", to = Api, rate_limit = "1/213504d")]
+    fn f() {}
 }
 
 fn main() {}
