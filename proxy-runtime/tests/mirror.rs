@@ -24,6 +24,20 @@ const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Reads one request with a Content-Length body; records (len, checksum); answers 200.
 /// With `hold`, it reads nothing until released.
+/// The data of a complete chunked body (no extensions, no trailers).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..eol]).unwrap(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
+    out
+}
+
 async fn body_origin(hold: Option<Arc<Notify>>) -> (SocketAddr, Arc<Mutex<Vec<(usize, u64)>>>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -54,11 +68,19 @@ async fn body_origin(hold: Option<Arc<Notify>>) -> (SocketAddr, Arc<Mutex<Vec<(u
                     .find_map(|l| l.strip_prefix("content-length: "))
                     .map_or(0, |v| v.trim().parse().unwrap());
                 let mut body = buf[end + 4..].to_vec();
-                while body.len() < len {
+                let chunked = head.contains("transfer-encoding: chunked");
+                while if chunked {
+                    !body.ends_with(b"0\r\n\r\n")
+                } else {
+                    body.len() < len
+                } {
                     match s.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => body.extend_from_slice(&chunk[..n]),
                     }
+                }
+                if chunked {
+                    body = dechunk(&body);
                 }
                 seen.lock().unwrap().push((body.len(), fnv(&body, FNV0)));
                 let _ = s
@@ -199,4 +221,46 @@ async fn a_stalled_shadow_does_not_hold_the_main_response() {
         "{outcome:?}"
     );
     release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_body_in_many_tiny_chunks_reaches_a_fast_shadow_whole() {
+    let (main, main_seen) = body_origin(None).await;
+    let (shadow, shadow_seen) = body_origin(None).await;
+    let (addr, outcomes) = proxy(main, shadow).await;
+    // 2,000 chunks of 8 bytes in one write: many more pieces than the mirror could ever
+    // take one by one before the next arrives, but only 16 KB.
+    let data = body(16_000);
+    let mut chunked = Vec::new();
+    for piece in data.chunks(8) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    s.write_all(&chunked).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("the main response within 10 s")
+        .unwrap();
+    assert!(raw.starts_with(b"HTTP/1.1 200"));
+    let expected = (data.len(), fnv(&data, FNV0));
+    assert_eq!(main_seen.lock().unwrap().as_slice(), [expected]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while shadow_seen.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shadow got nothing: {:?}",
+            outcomes.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shadow_seen.lock().unwrap().as_slice(), [expected]);
 }

@@ -3,12 +3,14 @@
 //! testing a new backend on real requests.
 //!
 //! The main request never waits for the mirror: body pieces are handed to the mirror's
-//! task through a bounded queue with `try_send`; when the mirror falls behind by more
-//! than the queue holds, it is cut off (its request is abandoned, the outcome says
-//! so) instead of slowing the client down. The mirror's response is read and dropped;
+//! task through a queue bounded in bytes; when the mirror falls behind by more than
+//! [`MIRROR_LAG_BYTES`] it is cut off (its request is abandoned, the outcome says so)
+//! instead of slowing the client down. The bound is in bytes, not pieces: a body that
+//! arrives in many tiny pieces is no reason to cut a fast mirror off. The mirror's response is read and dropped;
 //! how it went is available from [`MirrorHandle::outcome`] (and
 //! [`Session::mirror_outcome`](crate::Session::mirror_outcome)).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +24,8 @@ use crate::protocols::h1::{BodyFraming, HeadLimits};
 use crate::protocols::{SocketAddress, Stream};
 use crate::upstream::HttpPeer;
 
-/// Body pieces a mirror may fall behind by before it is cut off.
-const MIRROR_QUEUE: usize = 64;
+/// Body bytes a mirror may fall behind by before it is cut off.
+pub const MIRROR_LAG_BYTES: usize = 1 << 20;
 
 /// How a mirrored request went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +46,9 @@ pub enum MirrorOutcome {
 /// The main request's side of a mirror.
 #[derive(Debug)]
 pub struct MirrorHandle {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Body bytes handed over and not yet taken by the mirror's task.
+    queued: Arc<AtomicUsize>,
     outcome: Arc<Mutex<MirrorOutcome>>,
 }
 
@@ -53,7 +57,8 @@ impl MirrorHandle {
     /// off.
     pub fn push(&mut self, piece: &Bytes) {
         let Some(tx) = &self.tx else { return };
-        if tx.try_send(piece.clone()).is_err() {
+        let behind = self.queued.fetch_add(piece.len(), Ordering::AcqRel) + piece.len();
+        if behind > MIRROR_LAG_BYTES || tx.send(piece.clone()).is_err() {
             self.tx = None;
             let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
             if *o == MirrorOutcome::Pending {
@@ -100,9 +105,11 @@ pub fn start(
     already_read: &[Bytes],
     body_done: bool,
 ) -> MirrorHandle {
-    let (tx, rx) = mpsc::channel(MIRROR_QUEUE + already_read.len());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
     for piece in already_read {
-        let _ = tx.try_send(piece.clone());
+        queued.fetch_add(piece.len(), Ordering::AcqRel);
+        let _ = tx.send(piece.clone());
     }
     let outcome = Arc::new(Mutex::new(MirrorOutcome::Pending));
     let mut head = req.clone();
@@ -122,6 +129,7 @@ pub fn start(
         }
     };
     let task_outcome = outcome.clone();
+    let task_queued = queued.clone();
     let address = peer.address.clone();
     let options = peer.options.clone();
     tokio::spawn(async move {
@@ -131,7 +139,7 @@ pub fn start(
             options.read_timeout,
             head,
             framing,
-            rx,
+            (rx, &task_queued),
             &task_outcome,
         )
         .await;
@@ -148,6 +156,7 @@ pub fn start(
     });
     let mut handle = MirrorHandle {
         tx: Some(tx),
+        queued,
         outcome,
     };
     if body_done {
@@ -162,7 +171,7 @@ async fn run(
     read_timeout: Duration,
     head: RequestHeader,
     framing: BodyFraming,
-    mut rx: mpsc::Receiver<Bytes>,
+    (mut rx, queued): (mpsc::UnboundedReceiver<Bytes>, &AtomicUsize),
     outcome: &Mutex<MirrorOutcome>,
 ) -> Result<(u16, u64), String> {
     let connect = async {
@@ -182,6 +191,7 @@ async fn run(
         client.finish_request(None).map_err(|e| e.to_string())?;
     } else {
         while let Some(piece) = rx.recv().await {
+            queued.fetch_sub(piece.len(), Ordering::AcqRel);
             sent += piece.len() as u64;
             client.queue_body(piece).map_err(|e| e.to_string())?;
             client.flush().await.map_err(|e| e.to_string())?;
