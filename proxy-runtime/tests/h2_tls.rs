@@ -473,6 +473,20 @@ async fn the_cache_keeps_http_and_https_apart() {
     assert_eq!(get_page(tcp(proxy.plain).await).await, "answer 1");
 }
 
+/// A TLS client of `proxy` offering HTTP/1.1 only.
+async fn h1_tls_client(
+    proxy: &RunningProxy<RouteProxy>,
+    pki: &Pki,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect(
+        proxy.tls_addr(),
+        pki.client_config(&[b"http/1.1"], None),
+        PROXY_NAME,
+    )
+    .await
+    .unwrap()
+}
+
 /// A TLS proxy in front of one cleartext HTTP/1 origin, with these builder settings.
 async fn tls_proxy_with(
     pki: &Pki,
@@ -500,13 +514,7 @@ async fn idle_tls_connections_close_at_the_keepalive_timeout_with_close_notify()
         b.keepalive_timeout(std::time::Duration::from_millis(300))
     })
     .await;
-    let mut s = tls_connect(
-        proxy.tls_addr(),
-        pki.client_config(&[b"http/1.1"], None),
-        PROXY_NAME,
-    )
-    .await
-    .unwrap();
+    let mut s = h1_tls_client(&proxy, &pki).await;
     s.write_all(b"GET /idle?n=10 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -601,13 +609,7 @@ async fn a_tls12_renegotiation_is_refused_at_once() {
 async fn a_response_cut_short_ends_without_close_notify() {
     let pki = Pki::new("tls-cut");
     let (origin, proxy) = tls_proxy_with(&pki, |b| b).await;
-    let mut s = tls_connect(
-        proxy.tls_addr(),
-        pki.client_config(&[b"http/1.1"], None),
-        PROXY_NAME,
-    )
-    .await
-    .unwrap();
+    let mut s = h1_tls_client(&proxy, &pki).await;
     // `/rst`: 10000 bytes of a 1000000-byte body, then the origin closes.
     s.write_all(b"GET /rst HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -684,13 +686,7 @@ async fn shutdown_closes_idle_tls_connections_with_close_notify_and_gives_up_han
 async fn a_client_s_close_notify_is_answered_with_one() {
     let pki = Pki::new("tls-bye");
     let (_origin, proxy) = tls_proxy_with(&pki, |b| b).await;
-    let mut s = tls_connect(
-        proxy.tls_addr(),
-        pki.client_config(&[b"http/1.1"], None),
-        PROXY_NAME,
-    )
-    .await
-    .unwrap();
+    let mut s = h1_tls_client(&proxy, &pki).await;
     // close_notify (and FIN) before any request, then read the proxy's goodbye.
     s.shutdown().await.unwrap();
     let mut rest = Vec::new();
