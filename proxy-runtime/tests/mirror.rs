@@ -142,19 +142,34 @@ async fn proxy(
 }
 
 async fn upload(addr: SocketAddr, body: &[u8]) -> String {
+    post(addr, &format!("content-length: {}", body.len()), body).await
+}
+
+/// `POST /up` with the framing field `framing` and the bytes `wire` as they go after the
+/// head; the main response.
+async fn post(addr: SocketAddr, framing: &str, wire: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
+    let head = format!("POST /up HTTP/1.1\r\nhost: x\r\n{framing}\r\nconnection: close\r\n\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
+    s.write_all(wire).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
         .await
         .expect("the main response within 10 s")
         .unwrap();
     String::from_utf8_lossy(&raw).to_string()
+}
+
+/// Wait until the shadow has received a request.
+async fn wait_for_shadow(seen: &Mutex<Vec<(usize, u64)>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shadow got nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn body(len: usize) -> Vec<u8> {
@@ -171,14 +186,7 @@ async fn the_shadow_receives_every_byte() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let expected = (data.len(), fnv(&data, FNV0));
     assert_eq!(main_seen.lock().unwrap().as_slice(), [expected]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shadow_seen.lock().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the shadow got nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_shadow(&shadow_seen).await;
     assert_eq!(shadow_seen.lock().unwrap().as_slice(), [expected]);
 }
 
@@ -227,7 +235,7 @@ async fn a_stalled_shadow_does_not_hold_the_main_response() {
 async fn a_body_in_many_tiny_chunks_reaches_a_fast_shadow_whole() {
     let (main, main_seen) = body_origin(None).await;
     let (shadow, shadow_seen) = body_origin(None).await;
-    let (addr, outcomes) = proxy(main, shadow).await;
+    let (addr, _) = proxy(main, shadow).await;
     // 2,000 chunks of 8 bytes in one write: many more pieces than the mirror could ever
     // take one by one before the next arrives, but only 16 KB.
     let data = body(16_000);
@@ -238,29 +246,10 @@ async fn a_body_in_many_tiny_chunks_reaches_a_fast_shadow_whole() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        b"POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    s.write_all(&chunked).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("the main response within 10 s")
-        .unwrap();
-    assert!(raw.starts_with(b"HTTP/1.1 200"));
+    let resp = post(addr, "transfer-encoding: chunked", &chunked).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let expected = (data.len(), fnv(&data, FNV0));
     assert_eq!(main_seen.lock().unwrap().as_slice(), [expected]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shadow_seen.lock().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the shadow got nothing: {:?}",
-            outcomes.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_shadow(&shadow_seen).await;
     assert_eq!(shadow_seen.lock().unwrap().as_slice(), [expected]);
 }

@@ -69,6 +69,12 @@ fn with_key<T>(by: LimitBy, session: &Session, f: impl FnOnce(&[u8]) -> T) -> Op
             if values.any(|v| v != first) {
                 return None;
             }
+            // Usual keys fit on the stack: no allocation per request.
+            let mut short = [b'h'; 128];
+            if let Some(room) = short.get_mut(1..=first.len()) {
+                room.copy_from_slice(first);
+                return Some(f(&short[..=first.len()]));
+            }
             let mut key = Vec::with_capacity(first.len() + 1);
             key.push(b'h');
             key.extend_from_slice(first);

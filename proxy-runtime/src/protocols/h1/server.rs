@@ -63,13 +63,14 @@ pub struct ServerSession {
     spliced: u64,
 }
 
-/// Wait for and read the next request head on `io`.
+/// Read the next request head on `io`, once the connection has something to read: the
+/// caller waits for that (with the keep-alive timeout, or the first request's deadline,
+/// and shutdown).
 ///
 /// `served` is the number of requests already answered on this connection (0 for a new
-/// connection): the first request is waited for with the header timeout, later ones with
-/// the keep-alive timeout. `head_by`, when given, is when the head must be complete
-/// (the first request's: the header timeout from the connection's start); otherwise it
-/// must be complete within the header timeout of its first byte.
+/// connection). `head_by`, when given, is when the head must be complete (the first
+/// request's: the header timeout from the connection's start); otherwise it must be
+/// complete within the header timeout from now.
 pub async fn read_request(
     mut io: ConnIo,
     opts: &Arc<H1ServerOptions>,
@@ -79,36 +80,6 @@ pub async fn read_request(
 ) -> ReadOutcome {
     // The client's address, for log lines (formatted only when one is written).
     let peer = tracing::field::display(PeerLabel(peer));
-    if io.rbuf.is_empty() {
-        io.release_buffers();
-        let wait = if served == 0 {
-            opts.header_read_timeout
-        } else {
-            opts.keepalive_timeout
-        };
-        let arrived = if io.stream.is_tls() {
-            // TLS may hold decrypted bytes the socket no longer shows, so a TLS
-            // connection waits by reading (the buffer goes back while nothing comes).
-            match head_by {
-                Some(at) => lazy_timeout_at(at, io.fill(None)).await,
-                None => lazy_timeout(wait, io.fill(None)).await,
-            }
-            .map(|r| r.map(drop))
-        } else {
-            match head_by {
-                Some(at) => lazy_timeout_at(at, io.stream.readable()).await,
-                None => lazy_timeout(wait, io.stream.readable()).await,
-            }
-        };
-        match arrived {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return ReadOutcome::Closed,
-            Err(_) => {
-                close_idle(io, opts).await;
-                return ReadOutcome::Closed;
-            }
-        }
-    }
     // The head must be complete within the header timeout from here (or by `head_by`);
     // the clock is only read if the head is not already complete in the buffer.
     let mut deadline: Option<Instant> = head_by;
